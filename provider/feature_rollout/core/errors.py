@@ -1,0 +1,224 @@
+"""One exception class per failure.
+
+Every message says what is wrong and what to do about it. ``exit_code`` is what the command line
+returns for the error (DESIGN §14): ``2`` for bad input, ``1`` for a check that failed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+BAD_INPUT = 2
+FAILED_CHECK = 1
+
+
+class FeatureRolloutError(Exception):
+    """Base class of every error this package raises on purpose."""
+
+    exit_code: int = BAD_INPUT
+
+
+# --- definitions ------------------------------------------------------------------------------
+
+
+class InvalidDefinitionError(FeatureRolloutError, ValueError):
+    """A definition breaks a rule (names, schema, references)."""
+
+
+class InvalidNameError(InvalidDefinitionError):
+    """A name does not match ``^[A-Za-z][A-Za-z0-9_]{0,62}$`` or uses a reserved character."""
+
+
+class InvalidVersionError(InvalidDefinitionError):
+    """A version string is neither ``latest`` nor ``vN``/``versionN``."""
+
+
+class InvalidReferenceError(InvalidDefinitionError):
+    """A feature or view reference such as ``driver_stats@v2:trips`` cannot be parsed."""
+
+
+class DuplicateObjectError(InvalidDefinitionError):
+    """Two different objects of one kind share a name."""
+
+
+class UnknownReferenceError(InvalidDefinitionError):
+    """A definition refers to an entity, source, view or feature that does not exist."""
+
+
+class EmptySchemaError(InvalidDefinitionError):
+    """A feature view declares no features."""
+
+
+class RepoConfigError(FeatureRolloutError):
+    """``feature_store.yaml`` is missing or wrong, or a repo file cannot be imported."""
+
+
+# --- versions ---------------------------------------------------------------------------------
+
+
+class FeatureViewNotFound(FeatureRolloutError, LookupError):
+    def __init__(self, name: str, workspace: str) -> None:
+        self.name = name
+        self.workspace = workspace
+        super().__init__(
+            f"Feature view '{name}' does not exist in workspace '{workspace}'. "
+            "Check the name, or apply a definition for it first."
+        )
+
+
+class FeatureViewVersionNotFound(FeatureRolloutError, LookupError):
+    def __init__(self, name: str, version: int, existing: Sequence[int], hint: str | None = None) -> None:
+        self.name = name
+        self.version = version
+        self.existing = tuple(existing)
+        listed = ", ".join(f"v{n}" for n in self.existing) if self.existing else "none"
+        message = f"Feature view '{name}' has no version v{version}; existing versions: {listed}."
+        super().__init__(f"{message} {hint}" if hint else message)
+
+
+class FeatureViewPinConflict(FeatureRolloutError):
+    def __init__(self, name: str, version: int, message: str | None = None) -> None:
+        self.name = name
+        self.version = version
+        super().__init__(message or (
+            f"Feature view '{name}' pins version='v{version}' but its definition differs from both the active "
+            f"definition and the v{version} snapshot. To pin, change only the version field; to change the "
+            f"definition, set version='latest'."
+        ))
+
+
+class ObjectNotFound(FeatureRolloutError, LookupError):
+    """An entity, data source or feature service is not registered."""
+
+
+# --- plans ------------------------------------------------------------------------------------
+
+
+class PlanNotFoundError(FeatureRolloutError, LookupError):
+    def __init__(self, plan_id: str, workspace: str) -> None:
+        self.plan_id = plan_id
+        super().__init__(
+            f"No stored plan with id '{plan_id}' in workspace '{workspace}'. Run `feature-rollout plan` and "
+            "apply the id it prints."
+        )
+
+
+class StalePlanError(FeatureRolloutError):
+    exit_code = FAILED_CHECK
+
+    def __init__(self, plan_id: str | None, workspace: str, base_revision: int, current_revision: int,
+                 already_applied: bool = False) -> None:
+        self.plan_id = plan_id
+        self.workspace = workspace
+        self.base_revision = base_revision
+        self.current_revision = current_revision
+        what = f"Plan '{plan_id}'" if plan_id else "The plan"
+        if already_applied:
+            reason = "has already been applied"
+        else:
+            reason = (f"was made at revision {base_revision} of workspace '{workspace}', which is now at revision "
+                      f"{current_revision}")
+        super().__init__(f"{what} {reason}; nothing was changed. Run `feature-rollout plan` again, review it, and "
+                         "apply the new plan id.")
+
+
+class PreventDestroyError(FeatureRolloutError):
+    exit_code = FAILED_CHECK
+
+    def __init__(self, object_type: str, name: str, action: str, chain: Sequence[str]) -> None:
+        self.object_type = object_type
+        self.name = name
+        self.action = action
+        self.chain = tuple(chain)
+        via = " -> ".join(self.chain)
+        super().__init__(
+            f"Refusing to {action} {object_type} '{name}': it is protected by prevent_destroy ({via}). "
+            "To change it, first set prevent_destroy=False on the protecting object and apply, then apply the "
+            "change; for a protected feature view, stage the new version with --no-promote and promote it "
+            "through the gates instead."
+        )
+
+
+class RecreateNotSuppressible(FeatureRolloutError):
+    def __init__(self, object_type: str, name: str, reason: str) -> None:
+        self.object_type = object_type
+        self.name = name
+        super().__init__(
+            f"suppress_recreates cannot turn the change to {object_type} '{name}' into an in-place update: "
+            f"{reason}. Apply without --suppress-recreates so that a new version (or a recreate) is planned."
+        )
+
+
+class DependencyConflictError(FeatureRolloutError):
+    """A change would leave another object pointing at something that no longer exists."""
+
+
+# --- workspaces -------------------------------------------------------------------------------
+
+
+class WorkspaceNotFound(FeatureRolloutError, LookupError):
+    def __init__(self, name: str) -> None:
+        self.name = name
+        super().__init__(
+            f"Workspace '{name}' does not exist. Create it with `feature-rollout workspace create {name}` "
+            "(add --live for a production workspace)."
+        )
+
+
+class WorkspaceExists(FeatureRolloutError):
+    def __init__(self, name: str) -> None:
+        self.name = name
+        super().__init__(f"Workspace '{name}' already exists; `feature-rollout workspace list` shows it.")
+
+
+# --- promotion --------------------------------------------------------------------------------
+
+
+class PromotionConflict(FeatureRolloutError):
+    exit_code = FAILED_CHECK
+
+    def __init__(self, name: str, expected: int | None, found: int | None) -> None:
+        self.name = name
+        super().__init__(
+            f"The active version of '{name}' moved while promoting (expected {_v(expected)}, found {_v(found)}); "
+            "nothing was changed. Look at `feature-rollout feature-views list-versions` and try again."
+        )
+
+
+class VersionHeldError(FeatureRolloutError):
+    exit_code = FAILED_CHECK
+
+    def __init__(self, name: str, version: int) -> None:
+        self.name = name
+        self.version = version
+        super().__init__(
+            f"v{version} of '{name}' is held back by a rollback. Run `feature-rollout release-hold {name}` "
+            "before promoting it again."
+        )
+
+
+class NoPreviousVersion(FeatureRolloutError):
+    exit_code = FAILED_CHECK
+
+
+class GatesNotAvailableError(FeatureRolloutError):
+    exit_code = FAILED_CHECK
+
+
+class GateCheckFailed(FeatureRolloutError):
+    """Readiness or parity does not allow a gated promotion."""
+
+    exit_code = FAILED_CHECK
+
+
+# --- registry ---------------------------------------------------------------------------------
+
+
+class RegistryUnavailableError(FeatureRolloutError):
+    """The registry database cannot be reached or opened."""
+
+    exit_code = FAILED_CHECK
+
+
+def _v(version: int | None) -> str:
+    return "none" if version is None else f"v{version}"
