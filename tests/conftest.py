@@ -1,0 +1,166 @@
+"""Shared fixtures.
+
+- ``registry_url`` runs a test on both registry backends: a SQLite file in ``tmp_path`` and a fresh
+  schema in the PostgreSQL named by ``FEATURE_ROLLOUT_TEST_PG_URL`` (default: the loopback server).
+- Outside CI a missing PostgreSQL/Redis skips those tests; under ``CI=true`` it fails them.
+- ``dump_registry(url)`` returns every row of every registry table, for "nothing changed" checks.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import uuid
+from collections.abc import Callable, Iterator
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+import pytest
+import sqlalchemy as sa
+
+from feature_rollout.core.definitions import Entity, FeatureService, FeatureView, Field, FileSource
+from feature_rollout.core.types import Float32, Int64, String
+from feature_rollout.registry import tables
+from feature_rollout.registry.engine import dispose_engines
+from feature_rollout.registry.migrate import forget_checked
+
+PG_URL = os.environ.get("FEATURE_ROLLOUT_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+REDIS_URL = os.environ.get("FEATURE_ROLLOUT_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+_pg_status: str | None = None
+
+
+def _loopback_only(url: str) -> None:
+    host = sa.engine.make_url(url).host or ""
+    if host not in ("127.0.0.1", "localhost", "::1", ""):
+        raise pytest.UsageError(f"Test servers must be on loopback; FEATURE_ROLLOUT_TEST_PG_URL points at {host!r}.")
+
+
+def postgres_available() -> str | None:
+    """``None`` when the test PostgreSQL answers, else why not."""
+    global _pg_status
+    if _pg_status is None:
+        _loopback_only(PG_URL)
+        try:
+            engine = sa.create_engine(PG_URL, connect_args={"connect_timeout": 3})
+            with engine.connect() as conn:
+                conn.execute(sa.text("SELECT 1"))
+            engine.dispose()
+            _pg_status = ""
+        except Exception as err:
+            _pg_status = f"PostgreSQL at {PG_URL} is not reachable: {type(err).__name__}: {err}"
+    return _pg_status or None
+
+
+def require_postgres() -> None:
+    reason = postgres_available()
+    if reason:
+        if IN_CI:
+            pytest.fail(f"{reason} (CI=true: a missing server is a failure, not a skip)")
+        pytest.skip(reason)
+
+
+@pytest.fixture
+def pg_schema_url() -> Iterator[str]:
+    """A PostgreSQL URL whose ``search_path`` is a fresh, empty schema (dropped afterwards)."""
+    require_postgres()
+    schema = f"t_{uuid.uuid4().hex[:12]}"
+    admin = sa.create_engine(PG_URL)
+    with admin.begin() as conn:
+        conn.execute(sa.text(f'CREATE SCHEMA "{schema}"'))
+    url = sa.engine.make_url(PG_URL).update_query_dict({"options": f"-csearch_path={schema}"})
+    try:
+        yield url.render_as_string(hide_password=False)
+    finally:
+        dispose_engines()
+        with admin.begin() as conn:
+            conn.execute(sa.text(f'DROP SCHEMA "{schema}" CASCADE'))
+        admin.dispose()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def registry_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A fresh registry URL, once per backend."""
+    forget_checked()
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'registry.db'}"
+        dispose_engines()
+    else:
+        yield request.getfixturevalue("pg_schema_url")
+    forget_checked()
+
+
+def dump_registry(url: str) -> dict[str, list[str]]:
+    """Every row of every registry table (sorted), as JSON text: equal dumps mean nothing changed."""
+    engine = sa.create_engine(url)
+    try:
+        with engine.connect() as conn:
+            existing = set(sa.inspect(conn).get_table_names())
+            dump = {}
+            for table in tables.metadata.sorted_tables:
+                if table.name not in existing:
+                    continue
+                rows = conn.execute(sa.select(table)).mappings().all()
+                dump[table.name] = sorted(json.dumps(dict(r), sort_keys=True, default=str) for r in rows)
+    finally:
+        engine.dispose()
+    return dump
+
+
+# --- definitions --------------------------------------------------------------------------------
+
+
+class Defs:
+    """A small, editable set of definitions (the driver_stats example of DESIGN §3)."""
+
+    def __init__(self) -> None:
+        self.driver = Entity(name="driver", join_keys=["driver_id"])
+        self.source = FileSource(name="driver_stats_source", path="data/driver_stats.parquet",
+                                 created_timestamp_column="created")
+
+    def view(self, features: tuple[str, ...] = ("conv_rate", "trips_today"), *, name: str = "driver_stats",
+             version: str = "latest", prevent_destroy: bool = False, description: str = "",
+             source: FileSource | None = None, dtypes: dict[str, Any] | None = None,
+             entity: Entity | None = None, ttl: timedelta | None = timedelta(days=1),
+             tags: dict[str, str] | None = None) -> FeatureView:
+        types = {"conv_rate": Float32, "trips_today": Int64, "acc_rate": Float32, "avg_daily_trips": Int64,
+                 "city": String, **(dtypes or {})}
+        entity = entity or self.driver
+        schema = [Field(name=key, dtype=Int64) for key in entity.join_keys]
+        schema += [Field(name=f, dtype=types.get(f, Float32)) for f in features]
+        return FeatureView(name=name, entities=[entity], ttl=ttl, source=source or self.source, schema=schema,
+                           version=version, prevent_destroy=prevent_destroy, description=description, tags=tags)
+
+    def service(self, view: FeatureView, *, name: str = "driver_svc", prevent_destroy: bool = False,
+                features: list[Any] | None = None) -> FeatureService:
+        return FeatureService(name=name, features=features or [view], prevent_destroy=prevent_destroy)
+
+
+@pytest.fixture
+def defs() -> Defs:
+    return Defs()
+
+
+@pytest.fixture
+def store_factory(tmp_path: Path, registry_url: str) -> Callable[..., Any]:
+    """Build FeatureStores on ``registry_url`` with a repo folder in ``tmp_path`` (no files needed)."""
+    from feature_rollout.store import FeatureStore
+
+    def make(workspace: str | None = None, project: str = "demo") -> FeatureStore:
+        config = {"project": project, "registry": registry_url, "online_store": {"type": "sqlite",
+                                                                                  "path": "data/online.db"}}
+        return FeatureStore(tmp_path, workspace=workspace, config=config)
+
+    return make
+
+
+@pytest.fixture
+def store(store_factory: Callable[..., Any]) -> Any:
+    return store_factory()
+
+
+def sqlite_url(path: Path) -> str:
+    return f"sqlite:///{quote(str(path))}"
