@@ -15,7 +15,7 @@ from fnmatch import fnmatch
 from pathlib import Path
 
 from feature_rollout.core.definitions import Definition, Entity, FeatureService, FeatureView, FileSource
-from feature_rollout.core.errors import FeatureRolloutError, RepoConfigError
+from feature_rollout.core.errors import DuplicateObjectError, FeatureRolloutError, RepoConfigError
 
 IGNORE_FILE = ".featurerolloutignore"
 _SKIP_DIRS = {"__pycache__", "data", "venv", ".venv", "env", "node_modules", "site-packages", "build", "dist"}
@@ -45,6 +45,7 @@ def load_definitions(repo_path: Path) -> list[Definition]:
     """Import the repo's files and return their definitions (each object once, in file order)."""
     root = repo_path.resolve()
     found: dict[int, Definition] = {}
+    origins: dict[tuple[str, str], tuple[Definition, Path]] = {}
     before = set(sys.modules)
     sys.path.insert(0, str(root))
     try:
@@ -58,15 +59,15 @@ def load_definitions(repo_path: Path) -> list[Definition]:
                 spec.loader.exec_module(module)
             except FeatureRolloutError as err:
                 raise _with_location(err, path) from None
-            except Exception as err:
-                frame = traceback.extract_tb(err.__traceback__)[-1]
+            except Exception as err:  # a user's file may raise anything: report it, not a traceback
                 raise RepoConfigError(
-                    f"Importing {path.relative_to(root)} failed: {type(err).__name__}: {err} (line {frame.lineno} of "
-                    f"{frame.filename}). Fix the file and run the command again."
+                    f"Importing {path.relative_to(root)} failed: {type(err).__name__}: {err}{_where(err, root)}. "
+                    "Fix the file and run the command again."
                 ) from None
             for value in vars(module).values():
                 if isinstance(value, _DEFINITION_TYPES):
                     found.setdefault(id(value), value)
+                    _check_duplicate(origins, value, path.relative_to(root))
     finally:
         sys.path.remove(str(root))
         # Forget repo modules imported by name (``from entities import driver``), so that a later load
@@ -76,6 +77,26 @@ def load_definitions(repo_path: Path) -> list[Definition]:
             if module_file.startswith(str(root)):
                 del sys.modules[name]
     return list(found.values())
+
+
+def _where(err: Exception, root: Path) -> str:
+    """`` (line N of file)`` for the innermost frame inside the repo (a SyntaxError names its own)."""
+    if isinstance(err, SyntaxError):
+        return ""
+    frames = [f for f in traceback.extract_tb(err.__traceback__) if f.filename.startswith(str(root))]
+    if not frames:
+        return ""
+    return f" (line {frames[-1].lineno} of {Path(frames[-1].filename).relative_to(root)})"
+
+
+def _check_duplicate(origins: dict[tuple[str, str], tuple[Definition, Path]], value: Definition, path: Path) -> None:
+    key = (value.kind, value.name)
+    seen = origins.setdefault(key, (value, path))
+    if seen[0] is not value and seen[0].to_spec() != value.to_spec():
+        raise DuplicateObjectError(
+            f"Two different {value.kind.replace('_', ' ')} definitions are named '{value.name}': one in {seen[1]}, "
+            f"one in {path}. Rename one, or define it once and import it."
+        )
 
 
 def _with_location(err: FeatureRolloutError, path: Path) -> FeatureRolloutError:

@@ -279,3 +279,27 @@ def test_source_change_is_a_new_version_with_the_same_served_schema(store, defs)
     assert "~ source path: 'data/driver_stats.parquet' -> 'data/v2/driver_stats.parquet'" in change.details
     assert store.get_feature_view("driver_stats", "v1").source.path == "data/v2/driver_stats.parquet"
     assert store.get_feature_view("driver_stats", "v0").source.path == "data/driver_stats.parquet"
+
+
+def test_staging_a_wider_schema_leaves_the_active_metadata_alone(store, defs):
+    store.apply([defs.view()])
+    store.apply([defs.view(("conv_rate", "trips_today", "acc_rate"))], no_promote=True)
+    assert not store.plan([defs.view()]).has_changes
+
+
+def test_field_descriptions_are_in_place_metadata(store, defs):
+    from feature_rollout.core.definitions import FeatureView, Field
+    from feature_rollout.core.types import Float32, Int64
+
+    def view(doc: str) -> FeatureView:
+        return FeatureView(name="driver_stats", entities=[defs.driver], source=defs.source,
+                           schema=[Field(name="driver_id", dtype=Int64),
+                                   Field(name="conv_rate", dtype=Float32, description=doc)])
+
+    store.apply([view("")])
+    result = store.apply([view("share of offers accepted")])
+    [change] = [c for c in result.plan.changes if c.name == "driver_stats"]
+    assert change.kind is ChangeKind.UPDATE_IN_PLACE
+    assert "~ field descriptions/tags: conv_rate" in change.details
+    assert versions(store) == [("v0", "active")]
+    assert store.get_feature_view("driver_stats").features[0].description == "share of offers accepted"

@@ -120,10 +120,17 @@ def service_fingerprint(spec: Spec) -> Fingerprint:
 VIEW_METADATA_KEYS = ("description", "tags", "owner", "ttl_seconds", "online", "prevent_destroy")
 
 
-def view_metadata(spec: Spec) -> dict[str, Any]:
-    """The in-place (unversioned) part of a view: kept on the view row, not in version snapshots."""
-    return {
-        **{k: spec.get(k) for k in VIEW_METADATA_KEYS},
-        "fields": {f["name"]: {"description": f.get("description", ""), "tags": f.get("tags", {})}
-                   for f in spec["features"]},
-    }
+def view_metadata(spec: Spec, previous: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """The in-place (unversioned) part of a view, kept on the view row rather than in version snapshots.
+
+    Field docs are kept per field and only where set, merged over ``previous``: staging a version
+    with more fields must not make the active definition's docs look changed.
+    """
+    docs: dict[str, Any] = dict((previous or {}).get("fields", {}))
+    for f in spec["features"]:
+        doc = {"description": f.get("description", ""), "tags": f.get("tags", {})}
+        if doc["description"] or doc["tags"]:
+            docs[f["name"]] = doc
+        else:
+            docs.pop(f["name"], None)
+    return {**{k: spec.get(k) for k in VIEW_METADATA_KEYS}, "fields": dict(sorted(docs.items()))}

@@ -11,6 +11,7 @@ from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
+from functools import cached_property
 from typing import Any
 
 from feature_rollout.core.definitions import Entity, FeatureService, FeatureView, FileSource
@@ -32,6 +33,7 @@ from feature_rollout.core.fingerprint import (
     service_fingerprint,
     source_fingerprint,
     view_fingerprint,
+    view_metadata,
 )
 from feature_rollout.core.refs import online_table_name, parse_version
 from feature_rollout.core.state import ObjectRecord, VersionRecord, VersionState, ViewRecord, WorkspaceState
@@ -63,6 +65,10 @@ class ObjectType(StrEnum):
     @property
     def label(self) -> str:
         return self.value.replace("_", " ")
+
+    @property
+    def plural(self) -> str:
+        return "entities" if self is ObjectType.ENTITY else f"{self.label}s"
 
 
 class Serving(StrEnum):
@@ -123,6 +129,8 @@ class Change:
     details: tuple[str, ...] = ()
     warnings: tuple[str, ...] = ()
     spec: Mapping[str, Any] | None = field(default=None, compare=False, repr=False)
+    #: For feature views: the in-place metadata the view row holds after the apply.
+    metadata: Mapping[str, Any] | None = field(default=None, compare=False, repr=False)
     fingerprint: Fingerprint | None = field(default=None, compare=False, repr=False)
 
     def to_dict(self, *, internal: bool = False) -> dict[str, Any]:
@@ -146,6 +154,7 @@ class Change:
         }
         if internal:
             data["spec"] = dict(self.spec) if self.spec is not None else None
+            data["metadata"] = dict(self.metadata) if self.metadata is not None else None
             data["fingerprint"] = (
                 {"schema_hash": self.fingerprint.schema_hash, "metadata_hash": self.fingerprint.metadata_hash,
                  "served_hash": self.fingerprint.served_hash} if self.fingerprint else None
@@ -173,6 +182,7 @@ class Change:
             details=tuple(data.get("details", ())),
             warnings=tuple(data.get("warnings", ())),
             spec=data.get("spec"),
+            metadata=data.get("metadata"),
             fingerprint=Fingerprint(**fp) if fp else None,
         )
 
@@ -204,9 +214,11 @@ class Plan:
 
     def __post_init__(self) -> None:
         if not self.id:
-            object.__setattr__(self, "id", digest(self._content())[:16])
+            object.__setattr__(self, "id", digest(self._content)[:16])
 
+    @cached_property
     def _content(self) -> dict[str, Any]:
+        # Built once: it is hashed for the id and stored by the registry (frozen, so it cannot go stale).
         return {
             "format_version": PLAN_FORMAT_VERSION,
             "workspace": self.workspace,
@@ -247,7 +259,7 @@ class Plan:
 
     def to_record(self) -> dict[str, Any]:
         """Everything apply needs, for storage in the registry."""
-        return {**self._content(), "id": self.id}
+        return {**self._content, "id": self.id}
 
     @classmethod
     def from_record(cls, record: Mapping[str, Any]) -> Plan:
@@ -364,7 +376,7 @@ def collect(objects: Iterable[object], objects_to_delete: Iterable[object] = ())
         existing = buckets[kind].get(name)
         if existing is not None and existing != spec:
             raise DuplicateObjectError(
-                f"Two different {kind.label}s are named '{name}' ({origin[(kind, name)]}, and {how}); "
+                f"Two different {kind.plural} are named '{name}' ({origin[(kind, name)]}, and {how}); "
                 "rename one, or define it once and import it."
             )
         buckets[kind][name] = spec
@@ -490,7 +502,8 @@ class _Planner:
         if self.current.live:
             self._check_protection(changes)
         # An unchanged object needs no spec to apply; dropping it keeps stored plans small.
-        changes = [replace(c, spec=None) if not _writes(c) and c.kind is ChangeKind.UNCHANGED else c for c in changes]
+        changes = [replace(c, spec=None, metadata=None) if not _writes(c) and c.kind is ChangeKind.UNCHANGED else c
+                   for c in changes]
         return Plan(workspace=self.current.name, base_revision=self.current.revision, options=self.options,
                     changes=tuple(changes), live=self.current.live, workspace_exists=self.current.exists)
 
@@ -560,12 +573,14 @@ class _Planner:
             # Row 1: first apply of a view -> v0 (active unless no_promote). A pin can only declare v0.
             if pin not in (None, 0):
                 raise FeatureViewVersionNotFound(name, pin, [], hint="A new view starts at v0: use version='latest'.")
-            return self._new_version(name, spec, fp, None, 0, ChangeKind.CREATE,
-                                     online_table_name(self.current.name, name, 0))
-        metadata_changed = record.deleted or fp.metadata_hash != record.metadata_hash
+            change = self._new_version(name, spec, fp, None, 0, ChangeKind.CREATE,
+                                       online_table_name(self.current.name, name, 0))
+            return replace(change, metadata=view_metadata(spec))
+        metadata = view_metadata(spec, record.metadata)
+        metadata_changed = record.deleted or metadata != record.metadata
         change = self._plan_existing_view(record, spec, fp, pin, metadata_changed)
         # Metadata is unversioned: it is written in place even when the version part is held or staged.
-        return replace(change, updates_metadata=metadata_changed)
+        return replace(change, updates_metadata=metadata_changed, metadata=metadata)
 
     def _plan_existing_view(self, record: ViewRecord, spec: Spec, fp: Fingerprint, pin: int | None,
                             metadata_changed: bool) -> Change:
@@ -934,6 +949,10 @@ def _view_details(old: Spec | None, new: Spec, metadata_changed: bool, old_metad
         for key in _VIEW_METADATA_FIELDS:
             if old_metadata.get(key) != new.get(key):
                 lines.append(f"~ {key}: {old_metadata.get(key)!r} -> {new.get(key)!r}")
+        old_docs, new_docs = old_metadata.get("fields", {}), view_metadata(new, old_metadata)["fields"]
+        changed_docs = sorted(n for n in set(old_docs) | set(new_docs) if old_docs.get(n) != new_docs.get(n))
+        if changed_docs:
+            lines.append(f"~ field descriptions/tags: {', '.join(changed_docs)}")
     return tuple(lines)
 
 

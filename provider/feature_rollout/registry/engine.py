@@ -95,7 +95,13 @@ def _create_engine(url: URL) -> Engine:
 def _sqlite_engine(url: URL) -> Engine:
     database = url.database
     if database and database != ":memory:" and not database.startswith("file:"):
-        Path(database).parent.mkdir(parents=True, exist_ok=True)
+        try:
+            Path(database).parent.mkdir(parents=True, exist_ok=True)
+        except OSError as err:
+            raise RegistryUnavailableError(
+                f"Cannot create the folder of the SQLite registry {database}: {err.strerror}. Point 'registry' in "
+                "feature_store.yaml at a writable path."
+            ) from None
     engine = sa.create_engine(url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_SECONDS, "check_same_thread": False})
 
     @sa.event.listens_for(engine, "connect")

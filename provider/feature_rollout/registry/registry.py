@@ -36,7 +36,7 @@ from feature_rollout.core.errors import (
     WorkspaceExists,
     WorkspaceNotFound,
 )
-from feature_rollout.core.fingerprint import Fingerprint, view_metadata
+from feature_rollout.core.fingerprint import Fingerprint, digest
 from feature_rollout.core.plan import ChangeKind, DesiredState, ObjectType, Plan, PlanOptions
 from feature_rollout.core.plan import plan as compute_plan
 from feature_rollout.core.promotion import PointerMove, check_promote, check_rollback
@@ -576,13 +576,13 @@ class _ChangeWriter:
         if kind is ChangeKind.CREATE:
             self.batches["view:insert"].append({
                 "workspace": ws, "name": name, "active_version": 0 if change.promote else None,
-                "metadata_json": view_metadata(change.spec), "metadata_hash": change.fingerprint.metadata_hash,
+                "metadata_json": dict(change.metadata), "metadata_hash": digest(change.metadata),
                 "hold_json": None, "pinned_schema_hash": None, "deleted_at": None, "created_at": self.now,
                 "updated_at": self.now,
             })
         elif change.updates_metadata:
             self.batches["view:metadata"].append({
-                **key, "metadata_json": view_metadata(change.spec), "metadata_hash": change.fingerprint.metadata_hash,
+                **key, "metadata_json": dict(change.metadata), "metadata_hash": digest(change.metadata),
                 "deleted_at": None, "updated_at": self.now,
             })
         if kind in (ChangeKind.CREATE, ChangeKind.NEW_VERSION):
