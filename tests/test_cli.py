@@ -105,7 +105,7 @@ def test_workspaces(repo, capsys):
 
 
 @pytest.mark.parametrize(("args", "code", "message"), [
-    (["promote", "driver_stats", "v-1", "--skip-gates"], 2, "'v-1' is not a version"),
+    (["promote", "driver_stats", "v-1", "--skip-gates"], 2, "'v-1' is not a valid version"),
     (["promote", "driver_stats", "v9", "--skip-gates"], 2, "no version v9; existing versions: v0"),
     (["promote", "nope", "v0", "--skip-gates"], 2, "Feature view 'nope' does not exist"),
     (["feature-views", "list-versions", "nope"], 2, "Feature view 'nope' does not exist"),

@@ -43,7 +43,7 @@ def default_actor() -> str:
 def version_number(version: int | str, what: str = "version") -> int:
     """``2``, ``"v2"`` or ``"version2"`` -> ``2``; ``"latest"`` is not a version number here."""
     if isinstance(version, bool) or not isinstance(version, int | str):
-        raise InvalidVersionError(f"The {what} {version!r} is not a version: use 'vN' (for example 'v2').")
+        raise InvalidVersionError(f"{version!r} is not a valid {what}: use 'vN' (for example 'v2').")
     if isinstance(version, int):
         if version < 0:
             raise InvalidVersionError(f"The {what} {version!r} is negative; versions start at v0.")

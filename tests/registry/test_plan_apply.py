@@ -256,3 +256,24 @@ def test_plan_record_round_trip(store, defs):
     tampered["changes"][0]["name"] = "other"
     with pytest.raises(ValueError, match="does not match its content"):
         Plan.from_record(tampered)
+
+
+def test_suppress_recreates_under_no_promote_stages_instead_of_amending(store, defs):
+    store.apply([defs.view()])
+    moved = FileSource(name="driver_stats_source", path="data/elsewhere.parquet", created_timestamp_column="created")
+    result = store.apply([defs.view(source=moved)], suppress_recreates=True, no_promote=True)
+    [change] = [c for c in result.plan.changes if c.name == "driver_stats"]
+    assert (change.kind, change.amend, change.state.value) == (ChangeKind.NEW_VERSION, False, "staged")
+    assert store.get_feature_view("driver_stats").source.path == "data/driver_stats.parquet"
+
+
+def test_online_table_names_are_unique_across_workspaces(store_factory, defs, registry_url):
+    from feature_rollout.core.errors import OnlineTableConflict
+
+    store_factory(project="prod_eu").apply([defs.view(name="d")])
+    store_factory(project="prod_eu").create_workspace("prod", live=True)
+    before = dump_registry(registry_url)
+    with pytest.raises(OnlineTableConflict, match="'prod_eu_d' of eu_d v0 is already the table of d v0 in workspace "
+                                                  "'prod_eu'"):
+        store_factory("prod", project="prod_eu").apply([defs.view(name="eu_d")])
+    assert dump_registry(registry_url) == before

@@ -54,7 +54,7 @@ def test_promoting_the_active_version_is_a_noop(staged, registry_url):
 @pytest.mark.parametrize(("view", "version", "error", "message"), [
     ("driver_stats", "v9", FeatureViewVersionNotFound, r"no version v9; existing versions: v0, v1"),
     ("nope", "v0", FeatureViewNotFound, r"Feature view 'nope' does not exist in workspace 'demo'"),
-    ("driver_stats", "v-1", InvalidVersionError, r"'v-1' is not a version"),
+    ("driver_stats", "v-1", InvalidVersionError, r"'v-1' is not a valid version"),
     ("driver_stats", "latest", InvalidVersionError, r"not 'latest'"),
     ("driver_stats", -1, InvalidVersionError, r"negative"),
 ])

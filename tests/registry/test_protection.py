@@ -127,3 +127,15 @@ def test_workspaces(store_factory, defs):
     assert staging.list_feature_view_versions("driver_stats")[0]["online_table"] == "staging_driver_stats"
     assert prod.get_feature_view("driver_stats").feature_names == ["conv_rate", "trips_today"]
     assert staging.get_feature_view("driver_stats").feature_names == ["conv_rate", "acc_rate"]
+
+
+def test_suppress_recreates_may_not_rewrite_a_protected_object_in_place(store, defs, registry_url):
+    store.apply([defs.view(prevent_destroy=True)])
+    before = dump_registry(registry_url)
+    moved = defs.view(prevent_destroy=True, source=FileSource(**MOVED))
+    with pytest.raises(PreventDestroyError, match=r"rewrite in place \(suppress_recreates\)"):
+        store.apply([moved], suppress_recreates=True)
+    assert dump_registry(registry_url) == before
+    # Staged instead, the move is fine: the new source is a staged version's snapshot.
+    result = store.apply([moved], suppress_recreates=True, no_promote=True)
+    assert result.created_versions == (("driver_stats", 1, "demo_driver_stats_v1"),) and result.promoted == ()

@@ -369,7 +369,7 @@ class FeatureView(_Definition):
             "entity_columns": [f.to_spec() for f in self.schema if f.name in entity_keys],
             "features": [f.to_spec() for f in self.features],
             "source": self.source.name,
-            "ttl_seconds": int(self.ttl.total_seconds()) if self.ttl else None,
+            "ttl_seconds": _seconds(self.ttl),
             "online": self.online,
             "description": self.description,
             "tags": dict(self.tags),
@@ -387,6 +387,13 @@ class FeatureView(_Definition):
                    description=spec.get("description", ""), tags=spec.get("tags"), owner=spec.get("owner", ""),
                    version=spec.get("version", "latest"), prevent_destroy=spec.get("prevent_destroy", False))
         return view
+
+
+def _seconds(ttl: timedelta | None) -> int | float | None:
+    if not ttl:
+        return None
+    seconds = ttl.total_seconds()
+    return int(seconds) if seconds.is_integer() else seconds
 
 
 class FeatureViewProjection:
@@ -502,11 +509,14 @@ def _merge_projections(items: list[FeatureViewProjection], what: str) -> list[Fe
             merged[key] = item
             continue
         existing = merged[key]
+        view = existing.view or item.view
+        if view is not None and key[1] is None:
+            # The whole view is listed too: a reference next to it must still name a real feature.
+            FeatureViewProjection(view, existing.features or item.features)
         if existing.features is None or item.features is None:
             features = None
         else:
             features = existing.features + [f for f in item.features if f not in existing.features]
-        view = existing.view or item.view
         merged[key] = FeatureViewProjection(view if view is not None else item.view_name, features, item.version)
     return list(merged.values())
 

@@ -149,6 +149,15 @@ class RecreateNotSuppressible(FeatureRolloutError):
         )
 
 
+class OnlineTableConflict(InvalidDefinitionError):
+    def __init__(self, table: str, wanted_by: str, owned_by: str) -> None:
+        self.table = table
+        super().__init__(
+            f"The online table '{table}' of {wanted_by} is already the table of {owned_by} (names follow "
+            "{workspace}_{view}_v{N}, as in Feast). Rename the feature view so that its table names cannot meet."
+        )
+
+
 class DependencyConflictError(FeatureRolloutError):
     """A change would leave another object pointing at something that no longer exists."""
 

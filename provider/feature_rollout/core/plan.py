@@ -22,6 +22,7 @@ from feature_rollout.core.errors import (
     FeatureViewPinConflict,
     FeatureViewVersionNotFound,
     InvalidDefinitionError,
+    OnlineTableConflict,
     PreventDestroyError,
     RecreateNotSuppressible,
     UnknownReferenceError,
@@ -375,9 +376,11 @@ def collect(objects: Iterable[object], objects_to_delete: Iterable[object] = ())
         name = spec["name"]
         existing = buckets[kind].get(name)
         if existing is not None and existing != spec:
+            first = origin[(kind, name)]
+            where = f" ({first}, and {how})" if first != how else ""
             raise DuplicateObjectError(
-                f"Two different {kind.plural} are named '{name}' ({origin[(kind, name)]}, and {how}); "
-                "rename one, or define it once and import it."
+                f"Two different {kind.plural} are named '{name}'{where}; rename one, or define it once and pass "
+                "or import that one object."
             )
         buckets[kind][name] = spec
         origin.setdefault((kind, name), how)
@@ -499,6 +502,7 @@ class _Planner:
         changes += deletions
 
         self._check_dependencies(views_after, entities_after, sources_after, services_after, view_changes)
+        self._check_online_tables(view_changes)
         if self.current.live:
             self._check_protection(changes)
         # An unchanged object needs no spec to apply; dropping it keeps stored plans small.
@@ -541,7 +545,7 @@ class _Planner:
                     changes.append(Change(ChangeKind.RECREATE, kind, name, details=details, spec=spec, fingerprint=fp))
                 elif fp.served_hash == record.fingerprint.served_hash:
                     changes.append(Change(
-                        ChangeKind.UPDATE_IN_PLACE, kind, name, details=details, spec=spec, fingerprint=fp,
+                        ChangeKind.UPDATE_IN_PLACE, kind, name, amend=True, details=details, spec=spec, fingerprint=fp,
                         warnings=(f"suppress_recreates: {kind.label} '{name}' is changed in place instead of "
                                   "recreated; nothing is re-materialized, so data already served was read from the "
                                   "old definition.",),
@@ -604,7 +608,8 @@ class _Planner:
                 # Row 5 (reuse an equal snapshot) and row 7 (a plain apply promotes the staged vK).
                 kind = ChangeKind.PROMOTE_STAGED if match.state is VersionState.STAGED else ChangeKind.REUSE_VERSION
                 return self._move_to(record, match, kind, spec, fp, details)
-            if self.options.suppress_recreates and active is not None:
+            if self.options.suppress_recreates and active is not None and not self.options.no_promote:
+                # Under --no-promote nothing served may change, so the new schema is staged instead.
                 return self._amend(name, active, spec, fp, details)
             # Rows 4 and 6: a new schema is a new version, staged under no_promote.
             number = record.highest_version + 1
@@ -815,6 +820,18 @@ class _Planner:
                     "a version that has the features, or stage the view with --no-promote."
                 )
 
+    def _check_online_tables(self, view_changes: Sequence[Change]) -> None:
+        """Feast's table names can collide ('x_v1' v0 and 'x' v1 are both ``{ws}_x_v1``): refuse that."""
+        owners = {v.online_table: (record.name, v.number) for record in self.current.feature_views.values()
+                  for v in record.versions}
+        for change in view_changes:
+            if change.kind not in (ChangeKind.CREATE, ChangeKind.NEW_VERSION) or change.online_table is None:
+                continue
+            owner = owners.setdefault(change.online_table, (change.name, change.to_version or 0))
+            if owner != (change.name, change.to_version):
+                raise OnlineTableConflict(change.online_table, f"{change.name} v{change.to_version}",
+                                          f"{owner[0]} v{owner[1]}")
+
     # -- prevent_destroy: DESIGN §8 ------------------------------------------------------------------
 
     def _check_protection(self, changes: Sequence[Change]) -> None:
@@ -831,6 +848,10 @@ class _Planner:
             if change.kind in (ChangeKind.DELETE, ChangeKind.RECREATE):
                 action = "delete" if change.kind is ChangeKind.DELETE else "recreate"
                 raise PreventDestroyError(change.object_type.label, change.name, action, chain)
+            if change.amend and not (self.options.no_promote and change.object_type is not ObjectType.FEATURE_VIEW):
+                # suppress_recreates would change what a protected object serves in place, without staging.
+                raise PreventDestroyError(change.object_type.label, change.name,
+                                          "rewrite in place (suppress_recreates)", chain)
             if change.object_type is ObjectType.FEATURE_VIEW and change.promote and change.from_version is not None:
                 record = self.current.feature_views[change.name]
                 active = record.version(change.from_version)

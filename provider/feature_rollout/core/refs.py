@@ -13,7 +13,8 @@ from dataclasses import dataclass
 from feature_rollout.core.errors import InvalidNameError, InvalidReferenceError, InvalidVersionError
 
 NAME_PATTERN = re.compile(r"[A-Za-z][A-Za-z0-9_]{0,62}")
-_VERSION_PATTERN = re.compile(r"(?:v|version)([0-9]+)", re.IGNORECASE)
+# ASCII only: re.IGNORECASE alone lets U+017F (long s) stand for "s". Nine digits are plenty and keep int() cheap.
+_VERSION_PATTERN = re.compile(r"(?:v|version)([0-9]{1,9})", re.IGNORECASE | re.ASCII)
 LATEST = "latest"
 
 
@@ -52,7 +53,7 @@ def parse_version(text: object, what: str = "version") -> int | None:
         if match:
             return int(match.group(1))
     raise InvalidVersionError(
-        f"The {what} {text!r} is not a version: use 'latest', or 'vN' / 'versionN' with a whole number N >= 0 "
+        f"{text!r} is not a valid {what}: use 'latest', or 'vN' / 'versionN' with a whole number N >= 0 "
         "(for example 'v2')."
     )
 

@@ -30,6 +30,7 @@ from sqlalchemy.exc import IntegrityError
 from feature_rollout.core.errors import (
     FeatureViewNotFound,
     FeatureViewVersionNotFound,
+    OnlineTableConflict,
     PlanNotFoundError,
     PromotionConflict,
     StalePlanError,
@@ -542,6 +543,7 @@ class _ChangeWriter:
                 self._view(change, created, promoted, held)
             else:
                 self._object(change)
+        self._check_online_tables()
         self._flush()
         return ApplyResult(plan_id=self.plan.id, workspace=self.plan.workspace, revision=revision, applied=True,
                            created_versions=tuple(created), promoted=tuple(promoted), held=tuple(held))
@@ -617,6 +619,19 @@ class _ChangeWriter:
         if change.promote:
             promoted.append((name, change.from_version, change.to_version))
             self._audit(name, change.from_version, change.to_version, "pin" if kind is ChangeKind.PIN else "promote")
+
+    def _check_online_tables(self) -> None:
+        """The plan checked its own workspace; another workspace of this registry may own a name too."""
+        wanted = {row["online_table"]: row for row in self.batches.get("version:insert", [])}
+        if not wanted:
+            return
+        v = t.feature_view_versions
+        clash = self.conn.execute(sa.select(v.c.workspace, v.c.name, v.c.version_number, v.c.online_table)
+                                  .where(v.c.online_table.in_(wanted))).first()
+        if clash is not None:
+            row = wanted[clash.online_table]
+            raise OnlineTableConflict(clash.online_table, f"{row['name']} v{row['version_number']}",
+                                      f"{clash.name} v{clash.version_number} in workspace '{clash.workspace}'")
 
     def _audit(self, name: str, from_version: int | None, to_version: int | None, kind: str) -> None:
         self.batches["audit"].append({

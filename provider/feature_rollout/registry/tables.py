@@ -93,7 +93,8 @@ feature_view_versions = sa.Table(
     sa.Column("schema_hash", HASH, nullable=False),
     sa.Column("served_hash", HASH, nullable=False),
     sa.Column("state", sa.String(16), nullable=False),
-    sa.Column("online_table", NAME, nullable=False),
+    # Unique across workspaces: workspaces of one registry usually share one online store.
+    sa.Column("online_table", NAME, nullable=False, unique=True),
     sa.Column("plan_id", sa.String(32), nullable=True),
     sa.Column("created_at", UTCDateTime, nullable=False),
     sa.Column("created_by", sa.String(255), nullable=True),

@@ -67,7 +67,7 @@ def upgrade() -> None:
         sa.Column("schema_hash", HASH, nullable=False),
         sa.Column("served_hash", HASH, nullable=False),
         sa.Column("state", sa.String(16), nullable=False),
-        sa.Column("online_table", NAME, nullable=False),
+        sa.Column("online_table", NAME, nullable=False, unique=True),
         sa.Column("plan_id", sa.String(32), nullable=True),
         ts("created_at"),
         sa.Column("created_by", sa.String(255), nullable=True),
