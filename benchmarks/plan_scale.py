@@ -302,31 +302,27 @@ def find(rows: list[Row], backend: str, size: int, phase: str) -> Row | None:
     return next((r for r in rows if (r.backend, r.size, r.phase) == (backend, size, phase)), None)
 
 
+def timing_goal(rows: list[Row], backend: str, phase: str, measure: str, limit: float, name: str) -> tuple[str, str]:
+    """PASS/FAIL/SKIP for "``measure`` of 1,000 views in ``phase`` under ``limit`` seconds"."""
+    row = find(rows, backend, 1000, phase)
+    if row is None:
+        return "SKIP", f"{name}: 1000 not in --sizes"
+    timing = getattr(row, measure)
+    if timing is None:
+        return "FAIL", f"{name}: no measurement ({row.error})"
+    return ("PASS" if timing.seconds < limit else "FAIL"), f"{name}: {timing.seconds:.3f} s"
+
+
 def check_goals(rows: list[Row], backends: list[str], sizes: list[int]) -> list[tuple[str, str]]:
     """(status, line) per goal and backend; status is PASS, FAIL or SKIP."""
     results: list[tuple[str, str]] = []
     for backend in backends:
         if not any(r.backend == backend for r in rows):
             continue
-        row = find(rows, backend, 1000, "unchanged")
-        name = f"[{backend}] plan of 1,000 unchanged views < {GOAL_PLAN_UNCHANGED_1000_S} s"
-        if row is None:
-            results.append(("SKIP", f"{name}: 1000 not in --sizes"))
-        elif row.plan is None:
-            results.append(("FAIL", f"{name}: no measurement ({row.error})"))
-        else:
-            ok = row.plan.seconds < GOAL_PLAN_UNCHANGED_1000_S
-            results.append(("PASS" if ok else "FAIL", f"{name}: {row.plan.seconds:.3f} s"))
-
-        row = find(rows, backend, 1000, "new")
-        name = f"[{backend}] apply of 1,000 new views < {GOAL_APPLY_NEW_1000_S} s"
-        if row is None:
-            results.append(("SKIP", f"{name}: 1000 not in --sizes"))
-        elif row.apply is None:
-            results.append(("FAIL", f"{name}: no measurement ({row.error})"))
-        else:
-            ok = row.apply.seconds < GOAL_APPLY_NEW_1000_S
-            results.append(("PASS" if ok else "FAIL", f"{name}: {row.apply.seconds:.3f} s"))
+        results.append(timing_goal(rows, backend, "unchanged", "plan", GOAL_PLAN_UNCHANGED_1000_S,
+                                   f"[{backend}] plan of 1,000 unchanged views < {GOAL_PLAN_UNCHANGED_1000_S} s"))
+        results.append(timing_goal(rows, backend, "new", "apply", GOAL_APPLY_NEW_1000_S,
+                                   f"[{backend}] apply of 1,000 new views < {GOAL_APPLY_NEW_1000_S} s"))
 
         small, large = min(sizes), max(sizes)
         name = f"[{backend}] round trips of an unchanged re-plan do not grow ({small} vs {large} views)"
