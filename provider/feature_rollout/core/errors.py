@@ -210,10 +210,6 @@ class NoPreviousVersion(FeatureRolloutError):
     exit_code = FAILED_CHECK
 
 
-class GatesNotAvailableError(FeatureRolloutError):
-    exit_code = FAILED_CHECK
-
-
 class GateCheckFailed(FeatureRolloutError):
     """Readiness or parity does not allow a gated promotion."""
 
@@ -231,3 +227,44 @@ class RegistryUnavailableError(FeatureRolloutError):
 
 def _v(version: int | None) -> str:
     return "none" if version is None else f"v{version}"
+
+
+# --- data plane -------------------------------------------------------------------------------
+
+
+class SourceNotFoundError(FeatureRolloutError):
+    """A source's Parquet path matches no file."""
+
+
+class SchemaMismatchError(FeatureRolloutError):
+    """A source's columns do not match what a view declares (missing column, incompatible type)."""
+
+
+class NaiveTimestampError(FeatureRolloutError, ValueError):
+    """A timestamp passed in (an interval bound, a spine column) has no time zone."""
+
+
+class EntityKeyError(FeatureRolloutError, ValueError):
+    """Entity rows or a spine lack a join key, or carry an unusable one."""
+
+
+class OnlineStoreUnavailableError(FeatureRolloutError):
+    """The online store (PostgreSQL, Redis, a SQLite file) cannot be reached or opened."""
+
+    exit_code = FAILED_CHECK
+
+
+class OnlineStoreError(FeatureRolloutError):
+    """The online store refused an operation (for example a table with another shape exists)."""
+
+    exit_code = FAILED_CHECK
+
+
+class VersionPrunedError(FeatureRolloutError):
+    """A version's online table was dropped by ``prune``; it can no longer be read or promoted online."""
+
+
+class ParityFailed(FeatureRolloutError):
+    """Raised where a failed parity report must stop something (CLI exit code 1)."""
+
+    exit_code = FAILED_CHECK

@@ -22,6 +22,7 @@ from sqlalchemy.engine import URL, Connection, Engine, make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError
 
 from feature_rollout.core.errors import RegistryUnavailableError, RepoConfigError
+from feature_rollout.redaction import masked_url
 
 _ENGINES: dict[str, Engine] = {}
 _LOCK = threading.Lock()
@@ -48,11 +49,7 @@ def normalize_url(url: str | URL) -> URL:
 
 def safe_url(url: str | URL) -> str:
     """The URL with its password masked, for messages and logs."""
-    try:
-        parsed = make_url(url) if isinstance(url, str) else url
-    except ArgumentError:
-        return "<unparseable URL>"
-    return parsed.render_as_string(hide_password=True)
+    return masked_url(url if isinstance(url, str) else url.render_as_string(hide_password=False))
 
 
 def get_engine(url: str | URL) -> Engine:
