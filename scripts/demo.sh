@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The command-line rollout on a generated demo repo:
-# init -> plan -> apply -> a schema edit -> apply --no-promote -> list-versions -> promote.
+# init -> plan -> apply -> a schema edit -> apply --no-promote -> list-versions
+# -> materialize v0 and the staged v1 -> parity v1 vs v0 -> gated promote -> status.
 set -euo pipefail
 DEMO_DIR="${DEMO_DIR:-build/demo}"
 
@@ -35,12 +36,27 @@ feature-rollout apply --no-promote
 step "feature-rollout feature-views list-versions driver_stats"
 feature-rollout feature-views list-versions driver_stats
 
-step "feature-rollout promote driver_stats v1 --skip-gates"
-feature-rollout promote driver_stats v1 --skip-gates --reason "demo rollout"
+END=$(python -c 'import datetime as d; print(d.datetime.now(d.UTC).replace(microsecond=0).isoformat())')
+HALF_DAY_AGO=$(python -c "import datetime as d; print((d.datetime.fromisoformat('$END') - d.timedelta(hours=12)).isoformat())")
+
+step "feature-rollout materialize-incremental $END --include-staged   (v0 and the staged v1, one ttl back)"
+feature-rollout materialize-incremental "$END" --include-staged
+
+step "feature-rollout readiness driver_stats v1 $HALF_DAY_AGO $END"
+feature-rollout readiness driver_stats v1 "$HALF_DAY_AGO" "$END"
+
+step "feature-rollout parity driver_stats@v0 driver_stats@v1   (the parity report)"
+feature-rollout parity driver_stats@v0 driver_stats@v1 --sample-size 200 --seed 42
+
+step "feature-rollout promote driver_stats v1   (gated: readiness and parity)"
+feature-rollout promote driver_stats v1 --reason "demo rollout"
 
 step "Version history"
 feature-rollout feature-views list-versions driver_stats
 feature-rollout feature-views history driver_stats
+
+step "feature-rollout status driver_stats   (coverage, online rows, runs, parity)"
+feature-rollout status driver_stats
 
 step "A plain apply now changes nothing"
 feature-rollout plan

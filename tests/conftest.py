@@ -12,10 +12,10 @@ import json
 import os
 import uuid
 from collections.abc import Callable, Iterator
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, urlparse
 
 import pytest
 import sqlalchemy as sa
@@ -34,9 +34,9 @@ _pg_status: str | None = None
 
 
 def _loopback_only(url: str) -> None:
-    host = sa.engine.make_url(url).host or ""
+    host = urlparse(url.replace("+psycopg", "")).hostname or ""
     if host not in ("127.0.0.1", "localhost", "::1", ""):
-        raise pytest.UsageError(f"Test servers must be on loopback; FEATURE_ROLLOUT_TEST_PG_URL points at {host!r}.")
+        raise pytest.UsageError(f"Test servers must be on loopback; {url!r} points at {host!r}.")
 
 
 def postgres_available() -> str | None:
@@ -100,9 +100,10 @@ def dump_registry(url: str) -> dict[str, list[str]]:
         with engine.connect() as conn:
             existing = set(sa.inspect(conn).get_table_names())
             dump = {}
-            for table in tables.metadata.sorted_tables:
-                if table.name not in existing:
+            for known in tables.metadata.sorted_tables:
+                if known.name not in existing:
                     continue
+                table = sa.Table(known.name, sa.MetaData(), autoload_with=conn)  # the columns it has now
                 rows = conn.execute(sa.select(table)).mappings().all()
                 dump[table.name] = sorted(json.dumps(dict(r), sort_keys=True, default=str) for r in rows)
     finally:
@@ -164,3 +165,77 @@ def store(store_factory: Callable[..., Any]) -> Any:
 
 def sqlite_url(path: Path) -> str:
     return f"sqlite:///{quote(str(path))}"
+
+
+# --- data plane ---------------------------------------------------------------------------------
+
+DEMO_END = datetime(2026, 1, 8, tzinfo=UTC)
+
+
+def redis_available() -> str | None:
+    """``None`` when the test Redis answers, else why not."""
+    import redis
+
+    _loopback_only(REDIS_URL)
+    try:
+        client = redis.Redis.from_url(REDIS_URL, socket_connect_timeout=3)
+        client.ping()
+        client.close()
+        return None
+    except Exception as err:
+        return f"Redis at {REDIS_URL} is not reachable: {type(err).__name__}: {err}"
+
+
+def require_redis() -> None:
+    reason = redis_available()
+    if reason:
+        if IN_CI:
+            pytest.fail(f"{reason} (CI=true: a missing server is a failure, not a skip)")
+        pytest.skip(reason)
+
+
+@pytest.fixture
+def online_config(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[dict[str, Any]]:
+    """An ``online_store`` config: SQLite by default; parametrize indirectly with "postgres" or "redis"."""
+    kind = getattr(request, "param", "sqlite")
+    if kind == "sqlite":
+        yield {"type": "sqlite", "path": str(tmp_path / "online.db")}
+    elif kind == "postgres":
+        yield {"type": "postgres", "url": request.getfixturevalue("pg_schema_url")}
+    else:
+        require_redis()
+        import redis
+
+        prefix = f"t{uuid.uuid4().hex[:10]}"
+        yield {"type": "redis", "url": REDIS_URL, "key_prefix": prefix}
+        client = redis.Redis.from_url(REDIS_URL)
+        keys = list(client.scan_iter(match=f"{prefix}:*", count=1000))
+        if keys:
+            client.delete(*keys)
+        client.close()
+
+
+@pytest.fixture
+def demo_repo(tmp_path: Path) -> Path:
+    """`feature-rollout init` with 20 drivers x 3 days of hourly rows ending at DEMO_END."""
+    from feature_rollout.scaffold import init_repo
+
+    return init_repo(tmp_path / "repo", project="demo", drivers=20, days=3, end=DEMO_END)
+
+
+@pytest.fixture
+def demo_store(demo_repo: Path, online_config: dict[str, Any]) -> Any:
+    """A FeatureStore on the demo repo, its definitions applied (v0 of driver_stats active)."""
+    from feature_rollout.store import FeatureStore
+
+    store = FeatureStore(demo_repo, config={"project": "demo", "registry": f"sqlite:///{demo_repo}/data/registry.db",
+                                            "online_store": online_config})
+    store.apply()
+    return store
+
+
+def add_feature(repo: Path, line: str = 'Field(name="avg_daily_trips", dtype=Int64)') -> None:
+    """Add a feature to the demo repo's driver_stats (a schema change: a new version)."""
+    path = repo / "features.py"
+    old = '        Field(name="trips_today", dtype=Int64),\n'
+    path.write_text(path.read_text().replace(old, old + f"        {line},\n"))

@@ -21,7 +21,11 @@ def test_demo_script_runs_the_whole_command_line_rollout(tmp_path):
         "+ create feature view driver_stats v0 (active) [table demo_driver_stats]",
         "^ new version v1 (staged) of feature view driver_stats [table demo_driver_stats_v1]",
         "+ feature avg_daily_trips: Int64",
+        "driver_stats v1 is ready for [",
+        "Parity PASSED: demo/driver_stats@v1 vs demo/driver_stats@v0",
+        "rows compared: 200; rows with a mismatch: 0",
         "Promoted driver_stats: active v0 -> v1",
+        "v1 active: 50 rows online in demo_driver_stats_v1",
         "No changes to apply.",
     ):
         assert expected in out

@@ -12,11 +12,17 @@ import json
 import os
 import sys
 from collections.abc import Callable, Sequence
-from datetime import datetime
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
-from feature_rollout.core.errors import FAILED_CHECK, FeatureRolloutError
+from feature_rollout.core.errors import (
+    FAILED_CHECK,
+    FeatureRolloutError,
+    GateCheckFailed,
+    InvalidDefinitionError,
+    NaiveTimestampError,
+)
 
 Handler = Callable[[argparse.Namespace], int]
 
@@ -151,7 +157,10 @@ def _v(number: int | None) -> str | None:
 
 def cmd_promote(args: argparse.Namespace) -> int:
     store = _store(args)
-    move = store.promote(args.view, args.version, require_gates=not args.skip_gates, reason=args.reason)
+    try:
+        move = store.promote(args.view, args.version, require_gates=not args.skip_gates, reason=args.reason)
+    except GateCheckFailed as err:
+        raise GateCheckFailed(f"{err} (To promote without gates, pass --skip-gates.)") from None
     if args.json:
         _print_json(move.__dict__)
     elif move.is_noop:
@@ -213,6 +222,131 @@ def cmd_registry_upgrade(args: argparse.Namespace) -> int:
         print(f"Registry {safe_url(url)} is at revision {after}; nothing to do.")
     else:
         print(f"Upgraded registry {safe_url(url)} from {before or 'empty'} to {after}.")
+    return 0
+
+
+def parse_time(text: str) -> datetime:
+    """``now``, a date (``2026-01-31``: midnight UTC), or an ISO date-time with a zone (``...Z``, ``+02:00``)."""
+    if text == "now":
+        return datetime.now(UTC)
+    try:
+        if len(text) == 10:
+            return datetime.combine(date.fromisoformat(text), datetime.min.time(), tzinfo=UTC)
+        value = datetime.fromisoformat(text)
+    except ValueError:
+        raise InvalidDefinitionError(
+            f"{text!r} is not a time: use 'now', a date such as 2026-01-31 (midnight UTC), or an ISO date-time with "
+            "a zone such as 2026-01-31T12:00:00Z."
+        ) from None
+    if value.tzinfo is None:
+        raise NaiveTimestampError(f"{text!r} has no time zone; add one, e.g. {text}Z for UTC.")
+    return value
+
+
+def _views(text: str | None) -> list[str] | None:
+    return [v.strip() for v in text.split(",") if v.strip()] if text else None
+
+
+def _progress(args: argparse.Namespace) -> Callable[[Any], None] | None:
+    if args.quiet or args.json:
+        return None
+
+    def show(p: Any) -> None:
+        print(f"  {p.view} v{p.version}: chunk {p.chunks}, {p.rows_upserted:,} rows upserted "
+              f"({p.rows_written:,} changed) of {p.rows_read:,} read, {p.seconds:.1f}s", file=sys.stderr, flush=True)
+
+    return show
+
+
+def _print_materialized(results: Sequence[Any], args: argparse.Namespace) -> int:
+    if args.json:
+        _print_json([r.to_dict() for r in results])
+    elif not results:
+        print("Nothing to materialize.")
+    for r in results if not args.json else ():
+        print(f"Materialized {r.view} v{r.version} [{r.start.isoformat()}, {r.end.isoformat()}): "
+              f"{r.rows_read:,} rows read, {r.rows_written:,} written in {r.seconds:.1f}s (run {r.run})")
+    return 0
+
+
+def cmd_materialize(args: argparse.Namespace) -> int:
+    store = _store(args)
+    results = store.materialize(parse_time(args.start), parse_time(args.end), _views(args.views),
+                                version=args.version, include_staged=args.include_staged, progress=_progress(args))
+    return _print_materialized(results, args)
+
+
+def cmd_materialize_incremental(args: argparse.Namespace) -> int:
+    store = _store(args)
+    results = store.materialize_incremental(parse_time(args.end), _views(args.views), version=args.version,
+                                            include_staged=args.include_staged, progress=_progress(args))
+    return _print_materialized(results, args)
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    store = _store(args)
+    status = store.status(args.view, args.version)
+    if args.json:
+        _print_json(status)
+        return 0
+    active = status["active_version"]
+    print(f"Feature view '{args.view}' in workspace '{store.workspace}': active "
+          f"{'-' if active is None else f'v{active}'}" + (" (held by rollback)" if status["hold"] else ""))
+    for v in status["versions"]:
+        coverage = ", ".join(f"[{c['start']}, {c['end']})" for c in v["coverage"]) or "nothing materialized"
+        rows = "table dropped by prune" if v["table_dropped"] else f"{v['online_rows']:,} rows online"
+        print(f"  {v['version']} {v['state']}: {rows} in {v['online_table']}; covered: {coverage}")
+        for run in v["runs"]:
+            print(f"      run {run['id']} {run['status']}: [{run['start'].isoformat()}, {run['end'].isoformat()}) "
+                  f"read {run['rows_read']:,}, wrote {run['rows_written']:,}"
+                  + (f"; {run['error'].splitlines()[0]}" if run["error"] else ""))
+    for report in status["parity_reports"][:3]:
+        print(f"  parity #{report['id']}: {'passed' if report['passed'] else 'FAILED'} {report['candidate']} vs "
+              f"{report['baseline']} ({report['mismatched_rows']}/{report['rows_compared']} rows differ)")
+    return 0
+
+
+def cmd_readiness(args: argparse.Namespace) -> int:
+    store = _store(args)
+    result = store.readiness(args.view, args.version, parse_time(args.start), parse_time(args.end))
+    if args.json:
+        _print_json(result.to_dict())
+    else:
+        print(result.explain())
+    return 0 if result.ready else FAILED_CHECK
+
+
+def _columns(text: str | None) -> dict[str, str] | None:
+    if not text:
+        return None
+    pairs = [part.split("=", 1) if "=" in part else [part, part] for part in text.split(",") if part.strip()]
+    return {a.strip(): b.strip() for a, b in pairs}
+
+
+def cmd_parity(args: argparse.Namespace) -> int:
+    store = _store(args)
+    report = store.parity(
+        args.baseline, args.candidate, args.spine, columns=_columns(args.columns), abs_tol=args.abs_tol,
+        rel_tol=args.rel_tol, max_mismatch_ratio=args.max_mismatch_ratio, sample_size=args.sample_size,
+        seed=args.seed, start=parse_time(args.start) if args.start else None,
+        end=parse_time(args.end) if args.end else None)
+    if args.json:
+        _print_json(report.to_dict())
+    else:
+        print(report.render())
+        print(f"Stored as parity report #{report.id}.")
+    return 0 if report.passed else FAILED_CHECK
+
+
+def cmd_prune(args: argparse.Namespace) -> int:
+    store = _store(args)
+    pruned = store.prune_versions(args.view, keep=args.keep)
+    if args.json:
+        _print_json({"view": args.view, "pruned": [f"v{n}" for n in pruned]})
+    elif pruned:
+        print(f"Dropped the online tables of {args.view} {', '.join(f'v{n}' for n in pruned)} (history kept).")
+    else:
+        print(f"Nothing to prune: {args.view} has at most {args.keep} retired version(s) with a table.")
     return 0
 
 
@@ -295,6 +429,54 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("name")
     p.add_argument("--live", action="store_true", help="a production workspace: prevent_destroy is enforced")
     p = command("list", cmd_workspace_list, "list workspaces", ws)
+    json_flag(p)
+
+    def materialize_flags(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--views", help="comma-separated view names; default: every online view")
+        p.add_argument("--version", help="one version (e.g. v2) of the single view named by --views")
+        p.add_argument("--include-staged", action="store_true", help="also materialize staged versions")
+        p.add_argument("--quiet", action="store_true", help="no progress lines")
+        json_flag(p)
+
+    p = command("materialize", cmd_materialize, "materialize [START, END) into the online store, per version")
+    p.add_argument("start", help="'now', a date (UTC midnight) or an ISO date-time with a zone")
+    p.add_argument("end")
+    materialize_flags(p)
+
+    p = command("materialize-incremental", cmd_materialize_incremental,
+                "materialize each version from its own watermark up to END")
+    p.add_argument("end")
+    materialize_flags(p)
+
+    p = command("status", cmd_status, "coverage, online rows, recent runs and parity reports of a view")
+    p.add_argument("view")
+    p.add_argument("version", nargs="?")
+    json_flag(p)
+
+    p = command("readiness", cmd_readiness, "is a version populated for [START, END)? (exit 1 if not)")
+    p.add_argument("view")
+    p.add_argument("version")
+    p.add_argument("start")
+    p.add_argument("end")
+    json_flag(p)
+
+    p = command("parity", cmd_parity, "compare two versions on one spine and store the report (exit 1 if it fails)")
+    p.add_argument("baseline", help="e.g. driver_stats@v1 or prod/driver_stats")
+    p.add_argument("candidate", help="e.g. driver_stats@v2 or staging/driver_stats")
+    p.add_argument("--spine", help="a Parquet file with the join keys and event_timestamp; default: a seeded sample")
+    p.add_argument("--sample-size", type=int, default=1000)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--start", help="sample the spine from source rows at or after START")
+    p.add_argument("--end", help="... and before END")
+    p.add_argument("--columns", help="features to compare: a,b or baseline_name=candidate_name")
+    p.add_argument("--abs-tol", type=float, default=0.0)
+    p.add_argument("--rel-tol", type=float, default=0.0)
+    p.add_argument("--max-mismatch-ratio", type=float, default=0.0)
+    json_flag(p)
+
+    p = command("prune", cmd_prune, "drop online tables of retired versions beyond the newest N")
+    p.add_argument("view")
+    p.add_argument("--keep", type=int, required=True)
     json_flag(p)
 
     reg = sub.add_parser("registry", help="registry database maintenance").add_subparsers(

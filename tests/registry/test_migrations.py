@@ -3,6 +3,8 @@ first migration upgrades in place without losing rows, and first use migrates ex
 
 from __future__ import annotations
 
+import json
+
 import pytest
 import sqlalchemy as sa
 from alembic.autogenerate import compare_metadata
@@ -11,7 +13,7 @@ from alembic.script import ScriptDirectory
 
 from feature_rollout.cli import main
 from feature_rollout.core.errors import RepoConfigError
-from feature_rollout.registry import Registry, tables
+from feature_rollout.registry import tables
 from feature_rollout.registry.engine import dispose_engines, get_engine
 from feature_rollout.registry.migrate import (
     HEAD_REVISION,
@@ -50,28 +52,51 @@ def test_first_use_migrates_to_head(store, defs, registry_url):
         assert current_revision(conn) == HEAD_REVISION
 
 
+def copy_rows_into_an_old_schema(source_url: str, target_url: str) -> None:
+    """Copy the rows real operations made into a registry at an older revision, keeping only the columns
+    that revision has (what an older release would have written)."""
+    source, target = sa.create_engine(source_url), get_engine(target_url)
+    with source.connect() as read, target.begin() as write:
+        existing = set(sa.inspect(write).get_table_names())
+        for table in tables.metadata.sorted_tables:
+            if table.name not in existing:
+                continue
+            old = sa.Table(table.name, sa.MetaData(), autoload_with=write)
+            rows = read.execute(sa.select(*(table.c[c.name] for c in old.columns))).mappings().all()
+            if rows:
+                write.execute(table.insert(), [dict(r) for r in rows])
+    source.dispose()
+
+
 def test_upgrade_from_the_first_migration_keeps_every_row(registry_url, defs, tmp_path, capsys):
-    upgrade(get_engine(registry_url), "0001")
-    old = FeatureStore(tmp_path, config={"project": "demo", "registry": registry_url})
-    old._registry = Registry(registry_url, auto_upgrade=False)
+    current = FeatureStore(tmp_path, config={"project": "demo", "registry": f"sqlite:///{tmp_path}/current.db"})
     view = defs.view()
-    old.apply([view, defs.service(view)])
-    old.apply([defs.view(("conv_rate", "trips_today", "acc_rate"))], no_promote=True)
-    old.promote("driver_stats", "v1", require_gates=False)
-    old.rollback("driver_stats", reason="upgrade test")
+    current.apply([view, defs.service(view)])
+    current.apply([defs.view(("conv_rate", "trips_today", "acc_rate"))], no_promote=True)
+    current.promote("driver_stats", "v1", require_gates=False)
+    current.rollback("driver_stats", reason="upgrade test")
+    upgrade(get_engine(registry_url), "0001")
+    copy_rows_into_an_old_schema(f"sqlite:///{tmp_path}/current.db", registry_url)
     before = dump_registry(registry_url)
-    assert "materialization_runs" not in before
+    assert "materialization_runs" not in before and len(before["feature_view_versions"]) == 2
 
     assert main(["registry", "upgrade", "--registry-url", registry_url]) == 0
     assert f"from 0001 to {HEAD_REVISION}" in capsys.readouterr().out
     after = dump_registry(registry_url)
-    assert {k: v for k, v in after.items() if k in before} == before
+    for table, rows in before.items():
+        old_rows = [json.loads(r) for r in rows]
+        new_rows = [json.loads(r) for r in after[table]]
+        added = set(new_rows[0]) - set(old_rows[0]) if new_rows else set()
+        # Every row kept, with the same values; columns added by later migrations start empty.
+        assert [{k: v for k, v in r.items() if k not in added} for r in new_rows] == old_rows, table
+        assert all(r[k] is None for r in new_rows for k in added), table
     assert after["materialization_runs"] == [] and after["parity_reports"] == []
 
     forget_checked()
-    new = FeatureStore(tmp_path, config={"project": "demo", "registry": registry_url})
-    assert [v["state"] for v in new.list_feature_view_versions("driver_stats")] == ["active", "retired"]
-    replan = new.plan([view, defs.service(view)])
+    upgraded = FeatureStore(tmp_path, config={"project": "demo", "registry": registry_url})
+    assert [v["state"] for v in upgraded.list_feature_view_versions("driver_stats")] == ["active", "retired"]
+    assert upgraded.registry.get_view("demo", "driver_stats").hold.versions == (1,)
+    replan = upgraded.plan([view, defs.service(view)])
     assert not replan.has_changes, replan.render()
     assert main(["registry", "upgrade", "--registry-url", registry_url]) == 0
     assert "nothing to do" in capsys.readouterr().out

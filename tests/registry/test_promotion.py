@@ -9,7 +9,7 @@ from feature_rollout.core.errors import (
     DependencyConflictError,
     FeatureViewNotFound,
     FeatureViewVersionNotFound,
-    GatesNotAvailableError,
+    GateCheckFailed,
     InvalidVersionError,
     NoPreviousVersion,
     PromotionConflict,
@@ -65,9 +65,9 @@ def test_bad_promotions_change_nothing(staged, registry_url, view, version, erro
     assert dump_registry(registry_url) == before
 
 
-def test_gated_promotion_is_not_available_yet(staged, registry_url):
+def test_gated_promotion_needs_a_materialized_version(staged, registry_url):
     before = dump_registry(registry_url)
-    with pytest.raises(GatesNotAvailableError, match="nothing was promoted"):
+    with pytest.raises(GateCheckFailed, match="v0 of 'driver_stats' has never been materialized"):
         staged.promote("driver_stats", "v1")
     assert dump_registry(registry_url) == before
 

@@ -429,6 +429,34 @@ def _object_type(obj: object) -> ObjectType:
     raise InvalidDefinitionError(f"{obj!r} is not a definition that can be deleted.")
 
 
+def untyped_join_keys(current: WorkspaceState, desired: DesiredState) -> dict[str, tuple[str, ...]]:
+    """Per desired view, the join keys whose type is declared nowhere (not in its schema, not as the
+    entity's ``value_type``): the store infers those from the source before planning."""
+    untyped: dict[str, tuple[str, ...]] = {}
+    for name, spec in desired.feature_views.items():
+        declared = {f["name"] for f in [*spec.get("entity_columns", []), *spec["features"]]}
+        missing = []
+        for entity_name in spec["entities"]:
+            entity = desired.entities.get(entity_name) or _spec(current.entities.get(entity_name))
+            if entity is None or entity.get("value_type"):
+                continue
+            missing += [k for k in entity["join_keys"] if k not in declared]
+        if missing:
+            untyped[name] = tuple(missing)
+    return untyped
+
+
+def with_key_types(desired: DesiredState, key_types: Mapping[str, Mapping[str, str]]) -> DesiredState:
+    """``desired`` with inferred join-key types added to the views' schemas, exactly as if declared."""
+    views = dict(desired.feature_views)
+    for name, types in key_types.items():
+        spec = dict(views[name])
+        spec["entity_columns"] = [*spec.get("entity_columns", []),
+                                  *({"name": k, "dtype": t, "description": "", "tags": {}} for k, t in types.items())]
+        views[name] = spec
+    return replace(desired, feature_views=views)
+
+
 def resolve_view(spec: Spec, source: Spec, entities: Mapping[str, Spec]) -> dict[str, Any]:
     """Complete a view spec with what versioning needs: the source's spec and typed join keys.
 

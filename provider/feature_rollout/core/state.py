@@ -37,6 +37,8 @@ class VersionRecord:
     state: VersionState
     spec: Mapping[str, Any]
     online_table: str
+    #: ``prune`` dropped this version's online table.
+    table_dropped: bool = False
 
 
 @dataclass(frozen=True)

@@ -190,7 +190,8 @@ class Registry:
         v = t.feature_view_versions
         for r in conn.execute(
             sa.select(v.c.name, v.c.version_number, v.c.schema_hash, v.c.served_hash, v.c.state, v.c.spec_json,
-                      v.c.online_table).where(v.c.workspace == workspace).order_by(v.c.name, v.c.version_number)
+                      v.c.online_table, v.c.table_dropped_at)
+            .where(v.c.workspace == workspace).order_by(v.c.name, v.c.version_number)
         ):
             versions[r.name].append(_version_record(r))
         views = {}
@@ -217,7 +218,7 @@ class Registry:
             v = t.feature_view_versions
             versions = [_version_record(r) for r in conn.execute(
                 sa.select(v.c.name, v.c.version_number, v.c.schema_hash, v.c.served_hash, v.c.state, v.c.spec_json,
-                          v.c.online_table)
+                          v.c.online_table, v.c.table_dropped_at)
                 .where(v.c.workspace == workspace, v.c.name == name).order_by(v.c.version_number))]
         return _view_record(row, versions)
 
@@ -231,7 +232,7 @@ class Registry:
                 raise FeatureViewNotFound(name, workspace)
             rows = conn.execute(
                 sa.select(v.c.version_number, v.c.version_id, v.c.created_at, v.c.state, v.c.schema_hash,
-                          v.c.online_table, v.c.created_by, v.c.plan_id)
+                          v.c.online_table, v.c.created_by, v.c.plan_id, v.c.table_dropped_at)
                 .where(v.c.workspace == workspace, v.c.name == name).order_by(v.c.version_number)
             ).mappings().all()
         return [
@@ -246,6 +247,7 @@ class Registry:
                 "online_table": r["online_table"],
                 "created_by": r["created_by"],
                 "plan_id": r["plan_id"],
+                "table_dropped_at": r["table_dropped_at"],
             }
             for r in rows
         ]
@@ -465,6 +467,16 @@ class Registry:
             "kind": kind, "actor": actor, "run_id": run_id, "plan_id": plan_id, "reason": reason, "at": t.utcnow(),
         })
 
+    def mark_tables_dropped(self, workspace: str, name: str, versions: Sequence[int]) -> None:
+        """Record that ``prune`` dropped these versions' online tables (their history stays)."""
+        if not versions:
+            return
+        v = t.feature_view_versions
+        with self.writing() as conn:
+            conn.execute(v.update().where(v.c.workspace == workspace, v.c.name == name,
+                                          v.c.version_number.in_(list(versions)))
+                         .values(table_dropped_at=t.utcnow()))
+
     def get_version(self, workspace: str, name: str, version: int | None = None) -> tuple[ViewRecord, VersionRecord]:
         """A view and its active version (or ``version``); raises if either is missing."""
         record = self.get_view(workspace, name)
@@ -496,7 +508,8 @@ def _set_states(conn: Connection, workspace: str, name: str, retired: int | None
 
 def _version_record(row: Any) -> VersionRecord:
     return VersionRecord(number=row.version_number, schema_hash=row.schema_hash, served_hash=row.served_hash,
-                         state=VersionState(row.state), spec=row.spec_json, online_table=row.online_table)
+                         state=VersionState(row.state), spec=row.spec_json, online_table=row.online_table,
+                         table_dropped=row.table_dropped_at is not None)
 
 
 def _view_record(row: Any, versions: Sequence[VersionRecord]) -> ViewRecord:

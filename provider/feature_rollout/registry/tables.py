@@ -98,6 +98,7 @@ feature_view_versions = sa.Table(
     sa.Column("plan_id", sa.String(32), nullable=True),
     sa.Column("created_at", UTCDateTime, nullable=False),
     sa.Column("created_by", sa.String(255), nullable=True),
+    sa.Column("table_dropped_at", UTCDateTime, nullable=True),
 )
 
 plans = sa.Table(
