@@ -158,6 +158,6 @@ def test_registry_upgrade_command(tmp_path):
     result = cli("init", str(tmp_path / "r"))
     assert result.returncode == 0
     first = cli("--repo", str(tmp_path / "r"), "registry", "upgrade")
-    assert first.returncode == 0 and "from empty to 0003" in first.stdout
+    assert first.returncode == 0 and "from empty to 0004" in first.stdout
     again = cli("--repo", str(tmp_path / "r"), "registry", "upgrade")
     assert "nothing to do" in again.stdout

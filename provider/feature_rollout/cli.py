@@ -463,7 +463,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = command("parity", cmd_parity, "compare two versions on one spine and store the report (exit 1 if it fails)")
     p.add_argument("baseline", help="e.g. driver_stats@v1 or prod/driver_stats")
     p.add_argument("candidate", help="e.g. driver_stats@v2 or staging/driver_stats")
-    p.add_argument("--spine", help="a Parquet file with the join keys and event_timestamp; default: a seeded sample")
+    p.add_argument("--spine", help="a Parquet file with the join keys and event_timestamp, or sha256:<digest> of a "
+                                   "stored spine; default: a seeded sample")
     p.add_argument("--sample-size", type=int, default=1000)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--start", help="sample the spine from source rows at or after START")

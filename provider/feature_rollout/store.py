@@ -517,8 +517,9 @@ class FeatureStore:
 
         :param baseline: e.g. ``"driver_stats@v1"`` or ``"prod/driver_stats"`` (default version: the active one).
         :param candidate: the same forms, e.g. ``"driver_stats@v2"`` or ``"staging/driver_stats"``.
-        :param spine: a Parquet path, a DataFrame or an Arrow table with the join keys and ``event_timestamp``;
-            by default a seeded sample of ``sample_size`` rows of the baseline's source (in ``[start, end)``).
+        :param spine: a Parquet path, a DataFrame or an Arrow table with the join keys and ``event_timestamp``,
+            or ``"sha256:<digest>"`` for a spine an earlier check stored; by default a seeded sample of
+            ``sample_size`` rows of the baseline's source (in ``[start, end)``). Every spine is stored.
         :param columns: which features to compare, or ``{baseline_feature: candidate_feature}``; default: the
             features both have.
         :param max_mismatch_ratio: the share of rows allowed to differ.
@@ -552,6 +553,8 @@ class FeatureStore:
                                           "source": base_version.spec["source_spec"]["path"],
                                           "start": start.isoformat() if start else None,
                                           "end": end.isoformat() if end else None}
+        elif isinstance(spine, str) and spine.startswith("sha256:"):
+            rows, spine_info = self.parity_spine(spine.removeprefix("sha256:")), {"kind": "stored", "reused": spine}
         else:
             rows, spine_info = _load_spine(spine)
         rows = normalize_spine(rows)
@@ -561,6 +564,7 @@ class FeatureStore:
         spine_table = rows.select([*base_keys, "event_timestamp"])
         digest = spine_digest(spine_table)
         spine_info["rows"] = spine_table.num_rows
+        self.ledger.save_spine(digest, spine_table.num_rows, _parquet_bytes(spine_table))
 
         def read(record: ViewRecord, version: VersionRecord, names: Sequence[str]) -> pa.Table:
             ttl = record.metadata.get("ttl_seconds")
@@ -588,6 +592,16 @@ class FeatureStore:
         workspace = ref.workspace or self.workspace
         record, version = self.registry.get_version(workspace, ref.view, ref.version)
         return workspace, record, version
+
+    def parity_spine(self, digest: str) -> pa.Table:
+        """The spine an earlier parity check stored under ``digest`` (see ``ParityReport.spine_digest``)."""
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        data = self.ledger.load_spine(digest)
+        if data is None:
+            raise ObjectNotFound(f"No stored parity spine with digest {digest}; run a parity check that draws one.")
+        return pq.read_table(pa.BufferReader(data))
 
     def parity_reports(self, name: str, *, limit: int | None = 20) -> list[ParityReport]:
         """Stored parity reports whose candidate is ``name`` in this workspace, newest first."""
@@ -734,3 +748,12 @@ def _load_spine(spine: Any) -> tuple[Any, dict[str, Any]]:
             raise SourceNotFoundError(f"The parity spine file {path} does not exist.")
         return pq.read_table(path), {"kind": "file", "path": str(path)}
     return spine, {"kind": "given"}
+
+
+def _parquet_bytes(table: pa.Table) -> bytes:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    sink = pa.BufferOutputStream()
+    pq.write_table(table, sink, compression="zstd")
+    return bytes(sink.getvalue().to_pybytes())

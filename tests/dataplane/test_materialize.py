@@ -212,3 +212,15 @@ def test_cli_materialize_and_status(demo_store, demo_repo, capsys):
            "2026-01-08T00:00:00+00:00)" in out
     assert main([*args, "materialize", "2026-01-05T00:00:00", "2026-01-06"]) == 2
     assert "has no time zone" in capsys.readouterr().err
+
+
+def test_an_unreachable_store_at_materialization_records_no_run(demo_store, demo_repo):
+    registry_url = demo_store.config.registry_url
+    before = dump_registry(registry_url)
+    down = FeatureStore(demo_repo, config={"project": "demo", "registry": registry_url,
+                                           "online_store": {"type": "postgres",
+                                                            "url": "postgresql://postgres:pw2@127.0.0.1:1/test"}})
+    with pytest.raises(OnlineStoreUnavailableError, match=r"postgres:\*\*\*@127.0.0.1:1") as info:
+        down.materialize(START, DEMO_END)
+    assert "pw2" not in str(info.value)
+    assert dump_registry(registry_url) == before

@@ -82,6 +82,15 @@ def test_a_seeded_sample_spine_is_deterministic(demo_store, demo_repo):
     other = demo_store.parity("driver_stats@v0", "driver_stats@v1", sample_size=50, seed=8)
     assert first.rows_compared == 50 and first.spine["kind"] == "sample"
     assert first.spine_digest == second.spine_digest != other.spine_digest
+    # Every spine is stored: a later check can reuse exactly the same rows, whatever the source became.
+    stored = demo_store.parity_spine(first.spine_digest)
+    assert stored.num_rows == 50
+    again = demo_store.parity("driver_stats@v0", "driver_stats@v1", f"sha256:{first.spine_digest}")
+    assert again.spine_digest == first.spine_digest and again.spine["kind"] == "stored"
+    from feature_rollout.core.errors import ObjectNotFound
+
+    with pytest.raises(ObjectNotFound, match="No stored parity spine"):
+        demo_store.parity("driver_stats@v0", "driver_stats@v1", "sha256:" + "0" * 64)
 
 
 def test_parity_across_workspaces(demo_store, demo_repo):

@@ -66,3 +66,10 @@ def test_historical_reads_honour_versions(demo_store, demo_repo):
     assert job.to_arrow().num_rows == 3
     with pytest.raises(UnknownReferenceError):
         demo_store.get_historical_features(spine, ["driver_stats:avg_daily_trips"])  # v0 does not have it
+
+
+def test_at_latest_reads_the_active_version(demo_store):
+    demo_store.materialize(START, DEMO_END)
+    latest = demo_store.get_online_features(["driver_stats@latest:conv_rate"], [{"driver_id": 1004}]).to_dict()
+    active = demo_store.get_online_features(["driver_stats:conv_rate"], [{"driver_id": 1004}]).to_dict()
+    assert latest == active and latest["conv_rate"][0] is not None

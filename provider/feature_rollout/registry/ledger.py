@@ -92,7 +92,21 @@ class Ledger:
         covered = self.coverage(workspace, name, version)
         return covered[-1].end if covered else None
 
-    # --- parity reports -----------------------------------------------------------------------------
+    # --- parity reports and spines -------------------------------------------------------------------
+
+    def save_spine(self, digest: str, row_count: int, parquet: bytes) -> None:
+        """Store a spine under its digest (once: a spine that is already stored is left as it is)."""
+        s = t.parity_spines
+        with self.registry.writing() as conn:
+            if conn.execute(sa.select(s.c.digest).where(s.c.digest == digest)).first() is None:
+                conn.execute(s.insert(), {"digest": digest, "row_count": row_count, "parquet": parquet,
+                                          "created_at": t.utcnow()})
+
+    def load_spine(self, digest: str) -> bytes | None:
+        with self.registry.reading() as conn:
+            value = conn.execute(sa.select(t.parity_spines.c.parquet)
+                                 .where(t.parity_spines.c.digest == digest)).scalar()
+        return bytes(value) if value is not None else None
 
     def save_parity_report(self, *, workspace: str, name: str, baseline_ref: str, candidate_ref: str,
                            candidate_version: int | None, spine_digest: str, passed: bool,

@@ -167,3 +167,11 @@ parity_reports = sa.Table(
     sa.Column("run_id", sa.String(250), nullable=True),
     sa.Index("ix_parity_reports_view", "workspace", "name"),
 )
+
+parity_spines = sa.Table(
+    "parity_spines", metadata,
+    sa.Column("digest", HASH, primary_key=True),
+    sa.Column("row_count", sa.Integer, nullable=False),
+    sa.Column("parquet", sa.LargeBinary, nullable=False),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+)
