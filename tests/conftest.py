@@ -10,7 +10,18 @@ from __future__ import annotations
 
 import json
 import os
+import tempfile
 import uuid
+from pathlib import Path as _Path
+
+# Airflow reads these at its first import, so they are set before anything imports it: a private
+# AIRFLOW_HOME (SQLite metadata), the example DAGs of dags/, no Airflow examples.
+_AIRFLOW_HOME = tempfile.mkdtemp(prefix="feature-rollout-airflow-")
+os.environ["AIRFLOW_HOME"] = _AIRFLOW_HOME
+os.environ["AIRFLOW__CORE__DAGS_FOLDER"] = str(_Path(__file__).resolve().parents[1] / "dags")
+os.environ["AIRFLOW__CORE__LOAD_EXAMPLES"] = "False"
+os.environ["AIRFLOW__CORE__UNIT_TEST_MODE"] = "True"
+os.environ.setdefault("AIRFLOW__CORE__DAGBAG_IMPORT_TIMEOUT", "120")
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -172,18 +183,25 @@ def sqlite_url(path: Path) -> str:
 DEMO_END = datetime(2026, 1, 8, tzinfo=UTC)
 
 
+_redis_status: str | None = None
+
+
 def redis_available() -> str | None:
     """``None`` when the test Redis answers, else why not."""
-    import redis
+    global _redis_status
+    if _redis_status is None:
+        _loopback_only(REDIS_URL)
+        import redis
 
-    _loopback_only(REDIS_URL)
-    try:
         client = redis.Redis.from_url(REDIS_URL, socket_connect_timeout=3)
-        client.ping()
-        client.close()
-        return None
-    except Exception as err:
-        return f"Redis at {REDIS_URL} is not reachable: {type(err).__name__}: {err}"
+        try:
+            client.ping()
+            _redis_status = ""
+        except Exception as err:
+            _redis_status = f"Redis at {REDIS_URL} is not reachable: {type(err).__name__}: {err}"
+        finally:
+            client.close()
+    return _redis_status or None
 
 
 def require_redis() -> None:
@@ -195,6 +213,24 @@ def require_redis() -> None:
 
 
 @pytest.fixture
+def redis_prefix() -> Iterator[str]:
+    """A ``key_prefix`` no other test uses; every key under it is deleted afterwards."""
+    require_redis()
+    import redis
+
+    prefix = f"frtest{uuid.uuid4().hex[:12]}"
+    yield prefix
+    client = redis.Redis.from_url(REDIS_URL)
+    try:
+        keys = list(client.scan_iter(match=f"{prefix}:*", count=10_000))
+        for start in range(0, len(keys), 10_000):
+            client.unlink(*keys[start:start + 10_000])
+        client.delete(prefix)
+    finally:
+        client.close()
+
+
+@pytest.fixture
 def online_config(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[dict[str, Any]]:
     """An ``online_store`` config: SQLite by default; parametrize indirectly with "postgres" or "redis"."""
     kind = getattr(request, "param", "sqlite")
@@ -203,16 +239,7 @@ def online_config(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[di
     elif kind == "postgres":
         yield {"type": "postgres", "url": request.getfixturevalue("pg_schema_url")}
     else:
-        require_redis()
-        import redis
-
-        prefix = f"t{uuid.uuid4().hex[:10]}"
-        yield {"type": "redis", "url": REDIS_URL, "key_prefix": prefix}
-        client = redis.Redis.from_url(REDIS_URL)
-        keys = list(client.scan_iter(match=f"{prefix}:*", count=1000))
-        if keys:
-            client.delete(*keys)
-        client.close()
+        yield {"type": "redis", "url": REDIS_URL, "key_prefix": request.getfixturevalue("redis_prefix")}
 
 
 @pytest.fixture

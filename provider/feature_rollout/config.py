@@ -23,6 +23,7 @@ CONFIG_FILE = "feature_store.yaml"
 DEFAULT_REGISTRY = "data/registry.db"
 DEFAULT_ONLINE_PATH = "data/online.db"
 ONLINE_STORE_TYPES = ("sqlite", "postgres", "redis")
+POOL_SETTINGS = ("pool_size", "max_overflow", "pool_recycle", "pool_timeout")
 _ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
 
@@ -43,11 +44,20 @@ class RepoConfig:
     registry_url: str = DEFAULT_REGISTRY
     online_store: OnlineStoreConfig = field(default_factory=OnlineStoreConfig)
     offline_store: str = "file"
+    #: Connection-pool settings of the registry engine (PostgreSQL): ``pool_size``, ``max_overflow``,
+    #: ``pool_recycle``, ``pool_timeout``. Set from the Airflow connection's extras.
+    registry_pool: Mapping[str, int] = field(default_factory=dict)
 
     def with_overrides(self, *, registry_url: str | None = None, online_store_url: str | None = None,
-                       project: str | None = None) -> RepoConfig:
+                       project: str | None = None, registry_pool: Mapping[str, int] | None = None) -> RepoConfig:
         """A copy with the registry, the online store or the project replaced (used by the Airflow hook)."""
         config = self
+        if registry_pool:
+            unknown = sorted(set(registry_pool) - set(POOL_SETTINGS))
+            if unknown:
+                raise RepoConfigError(f"Unknown registry pool setting(s) {', '.join(unknown)}; use "
+                                      f"{', '.join(POOL_SETTINGS)}.")
+            config = replace(config, registry_pool=dict(registry_pool))
         if registry_url:
             config = replace(config, registry_url=_registry_url(registry_url, config.repo_path))
         if online_store_url:

@@ -88,14 +88,21 @@ class FeatureStore:
         self.workspace = validate_name(workspace, "workspace") if workspace else self.config.project
         self._registry: Registry | None = None
         self._online: OnlineStore | None = None
+        self._read_state: WorkspaceState | None = None
+        #: Who is acting, for the audit log; default ``$FEATURE_ROLLOUT_ACTOR`` or the OS user. The
+        #: Airflow operators set it to the DAG and the user who triggered the run.
+        self.actor: str | None = None
 
     def __repr__(self) -> str:
         return f"FeatureStore(repo_path={str(self.repo_path)!r}, workspace={self.workspace!r})"
 
+    def _actor(self) -> str:
+        return self.actor or default_actor()
+
     @property
     def registry(self) -> Registry:
         if self._registry is None:
-            self._registry = Registry(self.config.registry_url)
+            self._registry = Registry(self.config.registry_url, pool=self.config.registry_pool)
         return self._registry
 
     @property
@@ -122,7 +129,7 @@ class FeatureStore:
         if workspace == self.workspace:
             return self
         other = FeatureStore(self.repo_path, workspace=workspace, config=self.config)
-        other._registry, other._online = self._registry, self._online
+        other._registry, other._online, other.actor = self._registry, self._online, self.actor
         return other
 
     # --- plan and apply (§7) ----------------------------------------------------------------------
@@ -204,7 +211,7 @@ class FeatureStore:
         state = self.registry.load_state(self.workspace)
         self._require_workspace(state.exists)
         result = compute_plan(state, desired, options)
-        self.registry.save_plan(result, actor=default_actor())
+        self.registry.save_plan(result, actor=self._actor())
         return result
 
     def apply(self, objects: Iterable[object] | None = None, *, plan_id: str | None = None,
@@ -214,7 +221,7 @@ class FeatureStore:
 
         :raises StalePlanError: the workspace changed since ``plan_id`` was made; nothing was applied.
         """
-        actor = default_actor()
+        actor = self._actor()
         if plan_id is not None:
             if objects is not None or objects_to_delete is not None:
                 raise InvalidDefinitionError("Pass either plan_id or objects to apply, not both: a stored plan "
@@ -317,7 +324,7 @@ class FeatureStore:
         """
         number = version_number(version)
         gate_check = self._promotion_gates(name, number) if require_gates else None
-        return self.registry.promote(self.workspace, name, number, actor=default_actor(), run_id=run_id,
+        return self.registry.promote(self.workspace, name, number, actor=self._actor(), run_id=run_id,
                                      reason=reason, gate_check=gate_check)
 
     def _promotion_gates(self, name: str, number: int) -> Any:
@@ -360,14 +367,23 @@ class FeatureStore:
                  run_id: str | None = None) -> PointerMove:
         """Promote the previous version of ``name`` (or ``to``) and hold the current one back from applies."""
         number = None if to is None else version_number(to, "rollback target")
-        return self.registry.rollback(self.workspace, name, to=number, actor=default_actor(), run_id=run_id,
+        return self.registry.rollback(self.workspace, name, to=number, actor=self._actor(), run_id=run_id,
                                       reason=reason)
 
     def release_hold(self, name: str, *, reason: str | None = None, run_id: str | None = None) -> Hold | None:
         """Lift the rollback hold on ``name``; returns the lifted hold, or ``None`` if there was none."""
-        return self.registry.release_hold(self.workspace, name, actor=default_actor(), run_id=run_id, reason=reason)
+        return self.registry.release_hold(self.workspace, name, actor=self._actor(), run_id=run_id, reason=reason)
 
     # --- data plane (§9, §10) ------------------------------------------------------------------------
+
+    def _state_for_reads(self) -> WorkspaceState:
+        """The workspace state, reloaded only when its revision moved: online reads are hot, and every
+        change that affects them (apply, promote, rollback, prune) advances the revision."""
+        revision = self.registry.revision(self.workspace)
+        cached = self._read_state
+        if cached is None or revision is None or cached.revision != revision:
+            cached = self._read_state = self.registry.load_state(self.workspace)
+        return cached
 
     def online_table(self, record: VersionRecord) -> OnlineTable:
         from feature_rollout.online.base import OnlineTable
@@ -386,7 +402,7 @@ class FeatureStore:
 
         from feature_rollout.reads import OnlineResponse, require_table, resolve
 
-        groups = resolve(features, self.registry.load_state(self.workspace), full_feature_names=full_feature_names)
+        groups = resolve(features, self._state_for_reads(), full_feature_names=full_feature_names)
         rows = _entity_rows(entity_rows)
         columns: dict[str, pa.Array | pa.ChunkedArray] = {}
         for group in groups:

@@ -73,3 +73,21 @@ def test_at_latest_reads_the_active_version(demo_store):
     latest = demo_store.get_online_features(["driver_stats@latest:conv_rate"], [{"driver_id": 1004}]).to_dict()
     active = demo_store.get_online_features(["driver_stats:conv_rate"], [{"driver_id": 1004}]).to_dict()
     assert latest == active and latest["conv_rate"][0] is not None
+
+
+def test_online_reads_cost_one_registry_query_until_something_changes(demo_store, demo_repo):
+    import sqlalchemy as sa
+
+    demo_store.materialize(START, DEMO_END)
+    demo_store.get_online_features(["driver_stats:conv_rate"], [{"driver_id": 1001}])
+    statements: list[str] = []
+    sa.event.listen(demo_store.registry.engine, "before_cursor_execute",
+                    lambda conn, cursor, statement, *args: statements.append(statement))
+    for _ in range(5):
+        demo_store.get_online_features(["driver_stats:conv_rate"], [{"driver_id": 1001}])
+    queries = [s for s in statements if s.lstrip().upper().startswith("SELECT")]
+    assert len(queries) == 5  # the workspace revision, once per read
+    add_feature(demo_repo)
+    demo_store.apply()  # v1 promoted: the next read must see it at once
+    data = demo_store.get_online_features(["driver_stats:avg_daily_trips"], [{"driver_id": 1001}]).to_dict()
+    assert data == {"driver_id": [1001], "avg_daily_trips": [None]}  # v1 exists, not materialized yet

@@ -220,15 +220,27 @@ class PostgresOnlineStore:
             return 0
         with self._connection(table.name) as conn:
             statements = _write_statements(self._schema, table)
+            merge = conn.info.server_version >= _MERGE_SINCE
             with conn.transaction(), conn.cursor() as cur:
-                # prepare=False: the temporary table is a new relation every time
-                cur.execute(statements.stage, prepare=False)
-                with cur.copy(statements.copy) as copy:
-                    for chunk in copy_binary(data, _all_columns(table)):
-                        copy.write(chunk)
                 try:
-                    cur.execute(statements.upsert, prepare=False)
-                except psycopg.errors.CardinalityViolation:
+                    if merge:
+                        # MERGE, and COPY straight into an empty table, are only safe when no other writer adds
+                        # the same keys meanwhile: the lock serializes writers of this table (mapped backfill
+                        # chunks run in parallel) and lets readers through.
+                        cur.execute(statements.lock, prepare=False)
+                        if cur.execute(statements.is_empty, prepare=False).fetchone() == (True,):
+                            # The first backfill of a new version: nothing to merge with.
+                            with cur.copy(statements.copy_into_table) as copy:
+                                for chunk in copy_binary(data, _all_columns(table)):
+                                    copy.write(chunk)
+                            return int(data.num_rows)
+                    # prepare=False: the temporary table is a new relation every time
+                    cur.execute(statements.stage, prepare=False)
+                    with cur.copy(statements.copy) as copy:
+                        for chunk in copy_binary(data, _all_columns(table)):
+                            copy.write(chunk)
+                    cur.execute(statements.merge if merge else statements.upsert, prepare=False)
+                except (psycopg.errors.CardinalityViolation, psycopg.errors.UniqueViolation):
                     raise OnlineStoreError(
                         f"The batch for online table '{table.name}' has an entity key more than once; keep the "
                         "latest row per key (materialization does)."
@@ -391,7 +403,14 @@ def _arrays(rows: Sequence[tuple[Any, ...]], columns: Sequence[Column]) -> list[
 class _WriteStatements:
     stage: sql.Composed
     copy: sql.Composed
+    lock: sql.Composed
+    is_empty: sql.Composed
+    copy_into_table: sql.Composed
+    merge: sql.Composed
     upsert: sql.Composed
+
+
+_MERGE_SINCE = 150000  # PostgreSQL 15
 
 
 @lru_cache(maxsize=256)
@@ -399,7 +418,22 @@ def _write_statements(schema: str, table: OnlineTable) -> _WriteStatements:
     target = sql.Identifier(schema, table.name)
     names = sql.SQL(", ").join(sql.Identifier(c.name) for c in _all_columns(table))
     updated = [c.name for c in _all_columns(table)[len(table.join_keys):]]
+    event, created = sql.Identifier(EVENT_TS), sql.Identifier(CREATED_TS)
     return _WriteStatements(
+        lock=sql.SQL("LOCK TABLE {} IN SHARE ROW EXCLUSIVE MODE").format(target),
+        is_empty=sql.SQL("SELECT NOT EXISTS (SELECT 1 FROM {})").format(target),
+        copy_into_table=sql.SQL("COPY {} ({}) FROM STDIN (FORMAT BINARY)").format(target, names),
+        merge=sql.SQL(
+            "MERGE INTO {target} AS t USING {stage} AS s ON {on} "
+            # newer-wins: an older or equal (event, created) pair never overwrites
+            "WHEN MATCHED AND (s.{event}, s.{created}) > (t.{event}, t.{created}) THEN UPDATE SET {updates} "
+            "WHEN NOT MATCHED THEN INSERT ({names}) VALUES ({values})"
+        ).format(
+            target=target, stage=sql.Identifier(_STAGE), names=names, event=event, created=created,
+            on=sql.SQL(" AND ").join(sql.SQL("t.{0} = s.{0}").format(sql.Identifier(k)) for k in table.key_names),
+            updates=sql.SQL(", ").join(sql.SQL("{0} = s.{0}").format(sql.Identifier(n)) for n in updated),
+            values=sql.SQL(", ").join(sql.SQL("s.{}").format(sql.Identifier(c.name)) for c in _all_columns(table)),
+        ),
         stage=sql.SQL("CREATE TEMPORARY TABLE {} (LIKE {}) ON COMMIT DROP").format(sql.Identifier(_STAGE), target),
         copy=sql.SQL("COPY {} ({}) FROM STDIN (FORMAT BINARY)").format(sql.Identifier(_STAGE), names),
         upsert=sql.SQL(

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -52,14 +52,17 @@ def safe_url(url: str | URL) -> str:
     return masked_url(url if isinstance(url, str) else url.render_as_string(hide_password=False))
 
 
-def get_engine(url: str | URL) -> Engine:
-    """The process-wide engine for ``url`` (created on first use; no I/O until a connection is made)."""
+def get_engine(url: str | URL, pool: Mapping[str, int] | None = None) -> Engine:
+    """The process-wide engine for ``url`` (created on first use; no I/O until a connection is made).
+
+    :param pool: PostgreSQL pool settings (``pool_size``, ``max_overflow``, ``pool_recycle``, ``pool_timeout``).
+    """
     parsed = normalize_url(url)
-    key = parsed.render_as_string(hide_password=False)
+    key = parsed.render_as_string(hide_password=False) + repr(sorted((pool or {}).items()))
     with _LOCK:
         engine = _ENGINES.get(key)
         if engine is None:
-            engine = _create_engine(parsed)
+            engine = _create_engine(parsed, dict(pool or {}))
             _ENGINES[key] = engine
         return engine
 
@@ -72,11 +75,11 @@ def dispose_engines() -> None:
         _ENGINES.clear()
 
 
-def _create_engine(url: URL) -> Engine:
+def _create_engine(url: URL, pool: dict[str, int]) -> Engine:
     try:
         if url.get_backend_name() == "sqlite":
             return _sqlite_engine(url)
-        return sa.create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=5)
+        return sa.create_engine(url, pool_pre_ping=True, **{"pool_size": 5, "max_overflow": 5, **pool})
     except NoSuchModuleError as err:
         raise RepoConfigError(
             f"No driver for {safe_url(url)}: install the PostgreSQL extra "

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import uuid
 from collections import defaultdict
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -108,9 +108,10 @@ class Registry:
     :param auto_upgrade: migrate the schema to the newest revision on first use.
     """
 
-    def __init__(self, url: str, *, auto_upgrade: bool = True) -> None:
+    def __init__(self, url: str, *, auto_upgrade: bool = True, pool: Mapping[str, int] | None = None) -> None:
         self.url = normalize_url(url)
         self.auto_upgrade = auto_upgrade
+        self.pool = dict(pool or {})
         self._engine: Engine | None = None
 
     def __repr__(self) -> str:
@@ -119,7 +120,7 @@ class Registry:
     @property
     def engine(self) -> Engine:
         if self._engine is None:
-            engine = get_engine(self.url)
+            engine = get_engine(self.url, self.pool)
             if self.auto_upgrade:
                 ensure_current(engine)
             self._engine = engine
@@ -207,6 +208,12 @@ class Registry:
             feature_services=objects[ObjectType.FEATURE_SERVICE],
             feature_views=views,
         )
+
+    def revision(self, workspace: str) -> int | None:
+        """The workspace's revision (one query); ``None`` if it does not exist."""
+        with self.reading() as conn:
+            value = conn.execute(sa.select(t.workspaces.c.revision).where(t.workspaces.c.name == workspace)).scalar()
+        return None if value is None else int(value)
 
     def get_view(self, workspace: str, name: str) -> ViewRecord:
         """One view with all its versions; raises :class:`FeatureViewNotFound`."""
@@ -473,9 +480,12 @@ class Registry:
             return
         v = t.feature_view_versions
         with self.writing() as conn:
+            ws = self._workspace_row(conn, workspace, lock=True)
             conn.execute(v.update().where(v.c.workspace == workspace, v.c.name == name,
                                           v.c.version_number.in_(list(versions)))
                          .values(table_dropped_at=t.utcnow()))
+            # What can be read changed: readers that cache the state by revision must see it.
+            self._advance_revision(conn, workspace, int(ws["revision"]))
 
     def get_version(self, workspace: str, name: str, version: int | None = None) -> tuple[ViewRecord, VersionRecord]:
         """A view and its active version (or ``version``); raises if either is missing."""
