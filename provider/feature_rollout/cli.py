@@ -192,6 +192,24 @@ def cmd_release_hold(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_plans(args: argparse.Namespace) -> int:
+    store = _store(args)
+    stored = store.registry.list_plans(store.workspace, limit=args.limit)
+    if args.json:
+        _print_json([{**p.plan.to_json(), "created_at": p.created_at, "created_by": p.created_by,
+                      "applied_at": p.applied_at, "applied_revision": p.applied_revision} for p in stored])
+        return 0
+    for p in stored:
+        applied = (f"applied {_when(p.applied_at)} UTC (revision {p.applied_revision})" if p.applied_at
+                   else "not applied")
+        print(f"# {_when(p.created_at)} UTC by {p.created_by or '?'}: {applied}")
+        print(p.rendered)
+        print()
+    if not stored:
+        print(f"No stored plans in workspace '{store.workspace}'.")
+    return 0
+
+
 def cmd_workspace_create(args: argparse.Namespace) -> int:
     store = _store(args)
     store.create_workspace(args.name, live=args.live)
@@ -392,6 +410,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--plan-id", help="apply exactly this stored plan (fails if the workspace moved since)")
     p.add_argument("--no-promote", action="store_true", help="stage new versions without serving them")
     p.add_argument("--suppress-recreates", action="store_true", help="turn location-only recreates into updates")
+    json_flag(p)
+
+    p = command("plans", cmd_plans, "stored plans, newest first, with their diff and whether they were applied")
+    p.add_argument("--limit", type=int, default=10)
     json_flag(p)
 
     fv = sub.add_parser("feature-views", help="inspect feature views").add_subparsers(

@@ -116,3 +116,54 @@ def require_parity(workspace: str, view: str, version: int, active: int | None,
             f"{summary['mismatched_rows']} of {summary['rows_compared']} rows differ "
             f"(allowed ratio {summary['max_mismatch_ratio']}). Fix the candidate and run parity again."
         )
+
+
+# --- gate status, for sensors and triggers --------------------------------------------------------
+
+PASSED, WAITING, FAILED = "passed", "waiting", "failed"
+
+
+@dataclass(frozen=True)
+class GateStatus:
+    """One evaluation of a gate: ``passed``, ``waiting`` (check again later) or ``failed`` (stop now)."""
+
+    status: str
+    message: str
+    view: str
+    version: int
+    details: Mapping[str, Any] = field(default_factory=dict)
+
+    def to_event(self) -> dict[str, Any]:
+        """The small payload a trigger yields."""
+        return {"status": self.status, "message": self.message, "view": self.view, "version": self.version,
+                **{k: v for k, v in self.details.items() if isinstance(v, int | float | str | bool) or v is None}}
+
+
+def populated_status(store: Any, view: str, version: int, start: datetime, end: datetime) -> GateStatus:
+    """Is ``version`` populated for ``[start, end)``? Never ``failed``: data may still arrive."""
+    result: Readiness = store.readiness(view, version, start, end)
+    details = {"expected_entities": result.expected_entities, "found_entities": result.found_entities,
+               "missing_intervals": len(result.missing_intervals)}
+    return GateStatus(PASSED if result.ready else WAITING, result.explain(), view, version, details)
+
+
+def promotion_gate_status(store: Any, view: str, version: int, start: datetime, end: datetime) -> GateStatus:
+    """Populated for ``[start, end)`` and the latest parity report against the active version passed.
+
+    A failed report is ``failed`` (a sensor stops without retrying); a missing one is ``waiting``.
+    """
+    populated = populated_status(store, view, version, start, end)
+    if populated.status != PASSED:
+        return populated
+    record = store.registry.get_view(store.workspace, view)
+    try:
+        reports = store.ledger.parity_reports(store.workspace, view, candidate_version=version, limit=1)
+        require_parity(store.workspace, view, version, record.active_version, reports)
+    except GateCheckFailed as err:
+        failed = bool(reports) and not reports[0]["passed"]
+        details = {**populated.details, "report_id": reports[0]["id"] if reports else None}
+        return GateStatus(FAILED if failed else WAITING, str(err), view, version, details)
+    report_id = reports[0]["id"] if reports else None
+    return GateStatus(PASSED, f"{view} v{version} is populated and on par with the active version"
+                      + (f" (parity report #{report_id})." if report_id else " (nothing is active yet)."),
+                      view, version, {**populated.details, "report_id": report_id})

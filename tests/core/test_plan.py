@@ -9,7 +9,6 @@ import pytest
 
 from feature_rollout.core.definitions import Entity, FeatureService, FeatureView, Field, FileSource
 from feature_rollout.core.errors import (
-    DependencyConflictError,
     DuplicateObjectError,
     EmptySchemaError,
     FeatureViewPinConflict,
@@ -78,12 +77,12 @@ def test_first_apply_under_no_promote_stages_v0():
     assert p.has_changes
 
 
-def test_a_service_needs_an_active_version_of_its_view():
-    with pytest.raises(DependencyConflictError,
-                       match=r"^Feature service 'driver_svc' uses feature view 'driver_stats', which has no active "
-                             r"version after this apply; promote one, or pin the service to a version "
-                             r"\('driver_stats@vN:feature'\).$"):
-        plan(EMPTY, collect([FeatureService(name="driver_svc", features=[V0])]), PlanOptions(no_promote=True))
+def test_a_service_may_name_a_view_that_is_only_staged():
+    # Nothing can be served from the view before a promotion; reads through the service say so then.
+    p = plan(EMPTY, collect([FeatureService(name="driver_svc", features=[V0])]), PlanOptions(no_promote=True))
+    assert [(c.name, c.kind.value, c.state.value if c.state else None) for c in p.changes
+            if c.object_type in (ObjectType.FEATURE_VIEW, ObjectType.FEATURE_SERVICE)] == [
+        ("driver_stats", "create", "staged"), ("driver_svc", "create", None)]
 
 
 def test_changes_are_ordered_by_kind_then_name():

@@ -277,3 +277,14 @@ def test_online_table_names_are_unique_across_workspaces(store_factory, defs, re
                                                   "'prod_eu'"):
         store_factory("prod", project="prod_eu").apply([defs.view(name="eu_d")])
     assert dump_registry(registry_url) == before
+
+
+def test_a_new_repo_with_a_service_can_be_staged(store, defs):
+    from feature_rollout.core.errors import FeatureViewVersionNotFound
+
+    view = defs.view()
+    result = store.apply([view, defs.service(view)], no_promote=True)
+    assert result.created_versions == (("driver_stats", 0, "demo_driver_stats"),) and result.promoted == ()
+    with pytest.raises(FeatureViewVersionNotFound, match="has no active version yet"):
+        store.get_online_features(store.get_feature_service("driver_svc"), [{"driver_id": 1}])
+    assert store.apply([view, defs.service(view)]).promoted == (("driver_stats", None, 0),)

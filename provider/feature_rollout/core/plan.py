@@ -827,10 +827,9 @@ class _Planner:
             if pinned is None:
                 number, view_spec = self._served_after(view, planned)
                 if view_spec is None:
-                    raise DependencyConflictError(
-                        f"Feature service '{name}' uses feature view '{view}', which has no active version after this "
-                        f"apply; promote one, or pin the service to a version ('{view}@vN:feature')."
-                    )
+                    # The view has never been served (a new view staged with --no-promote): nothing reads it
+                    # yet, and the service resolves once a version is promoted (reads fail clearly until then).
+                    continue
                 where = f"the active version v{number}"
             else:
                 view_spec = self._version_after(view, pinned, planned)
