@@ -3,7 +3,7 @@
 ::
 
     check_inputs -> plan -> apply --no-promote -> candidates -> chunks -> materialize[*] -> populated[*]
-        -> parity[*] -> gate[*] -> promote[*]
+        -> parity[*] -> gate[*] -> promote[*]                      populated[*] -> materialized[*] (asset events)
 
 Everything that depends on the registry is decided at run time: which versions the apply staged,
 and the backfill chunks, are computed by tasks and fanned out with dynamic task mapping. Nothing
@@ -152,13 +152,32 @@ def rollout_task_group(
         def promotions(targets: Any) -> list[dict[str, Any]]:
             return [{"view": t["view"], "version": t["version"]} for t in targets]
 
+        @task(task_id="materialized", outlets=[MATERIALIZATIONS])
+        def materialized(target: Any, **context: Any) -> dict[str, Any]:
+            """One asset event per version, once its chunks are in (parallel chunks do not emit it)."""
+            from datetime import datetime
+
+            from feature_rollout.hooks.feature_registry import FeatureRegistryHook
+            from feature_rollout.operators.feature_rollout import emit_materialized
+
+            store = FeatureRegistryHook(feature_rollout_conn_id, repo_path=repo_path, workspace=workspace).get_conn()
+            ti = context["ti"]
+            prefix = f"{ti.dag_id}/{ti.run_id}/"
+            runs = [r for r in store.ledger.runs(store.workspace, target["view"], target["version"])
+                    if r["status"] == "succeeded" and (r["run_id"] or "").startswith(prefix)]
+            rows = sum(r["rows_written"] for r in runs)
+            emit_materialized(context, store.workspace, target["view"], target["version"], rows,  # type: ignore[arg-type]
+                              datetime.fromisoformat(target["start"]), datetime.fromisoformat(target["end"]))
+            return {"view": target["view"], "version": target["version"], "rows_written": rows, "runs": len(runs)}
+
         inputs = check_inputs(views, start, end, chunk_hours)
         plan = FeatureStorePlanOperator(task_id="plan", no_promote=True, **common)
         plan_id: Any = plan.output["plan_id"]  # type: ignore[index]  # an XComArg, resolved at run time
         apply = FeatureStoreApplyOperator(task_id="apply", plan_id=plan_id, no_promote=True, **common)
         targets = candidates(apply.output, inputs)
-        materialize = MaterializeVersionOperator.partial(task_id="materialize", outlets=[MATERIALIZATIONS],
-                                                         **common).expand_kwargs(chunks(targets, chunk_hours))
+        materialize = MaterializeVersionOperator.partial(
+            task_id="materialize", emit_asset_event=False, outlets=[], **common,
+        ).expand_kwargs(chunks(targets, chunk_hours))
         populated = VersionPopulatedSensor.partial(task_id="populated", **sensors).expand_kwargs(targets)
         parity = ParityCheckOperator.partial(
             task_id="parity", spine=spine, sample_size=sample_size, seed=seed, abs_tol=abs_tol, rel_tol=rel_tol,
@@ -176,4 +195,5 @@ def rollout_task_group(
         decision = promote_or_stop(promote)
         inputs >> plan
         materialize >> populated >> parity >> decision >> gate >> promoted
+        populated >> materialized.expand(target=targets)
     return group

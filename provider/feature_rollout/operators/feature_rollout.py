@@ -49,6 +49,14 @@ def airflow_run_ref(context: Context) -> str:
     return f"{ti.dag_id}/{ti.run_id}/{ti.task_id}"
 
 
+def emit_materialized(context: Context, workspace: str, view: str, version: int, rows_written: int,
+                      start: datetime, end: datetime) -> None:
+    """The asset event ``feature-rollout://{workspace}/{view}/v{N}`` with ``{rows_written, start, end}``."""
+    extra: dict[str, Any] = {"rows_written": rows_written, "start": start.isoformat(), "end": end.isoformat()}
+    context["outlet_events"][MATERIALIZATIONS].add(Asset(uri=version_asset_uri(workspace, view, version)),
+                                                   extra=extra)
+
+
 def parse_time(value: Any, what: str) -> datetime:
     """A templated time: an aware datetime, or an ISO 8601 string with a zone."""
     from feature_rollout.cli import parse_time as parse_text
@@ -183,19 +191,23 @@ class MaterializeVersionOperator(FeatureRolloutOperator):
     :param version: ``"v2"``/``2``, or ``None`` for the active version.
     :param start: interval start (templated; ISO 8601 with a zone).
     :param end: interval end (templated).
+    :param emit_asset_event: emit the version's asset event. Parallel chunks of one version should not
+        all emit it: Airflow 3.3 fails a task whose first event of a new asset races another's (ADR 0009);
+        ``rollout_task_group`` emits one event per version after its chunks instead.
     """
 
     template_fields: Sequence[str] = (*FeatureRolloutOperator.template_fields, "view", "version", "start", "end")
     operator_extra_links = (FeatureViewLink(),)
 
     def __init__(self, *, view: str, version: int | str | None = None, start: Any = None, end: Any = None,
-                 **kwargs: Any) -> None:
-        kwargs.setdefault("outlets", [MATERIALIZATIONS])
+                 emit_asset_event: bool = True, **kwargs: Any) -> None:
+        kwargs.setdefault("outlets", [MATERIALIZATIONS] if emit_asset_event else [])
         super().__init__(**kwargs)
         self.view = view
         self.version = version
         self.start = start
         self.end = end
+        self.emit_asset_event = emit_asset_event
 
     def execute(self, context: Context) -> dict[str, Any]:
         store = self.get_store(context)
@@ -212,10 +224,9 @@ class MaterializeVersionOperator(FeatureRolloutOperator):
 
         [result] = store.materialize(start, end, [self.view], version=version, run_id=airflow_run_ref(context),
                                      progress=progress)
-        extra: dict[str, Any] = {"rows_written": result.rows_written, "start": result.start.isoformat(),
-                                 "end": result.end.isoformat()}
-        context["outlet_events"][MATERIALIZATIONS].add(
-            Asset(uri=version_asset_uri(store.workspace, self.view, result.version)), extra=extra)
+        if self.emit_asset_event:
+            emit_materialized(context, store.workspace, self.view, result.version, result.rows_written,
+                              result.start, result.end)
         return result.to_dict()
 
 
