@@ -10,13 +10,15 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from airflow.sdk import DAG, task
+from airflow.sdk import DAG, CronDataIntervalTimetable, task
 
 from feature_rollout.operators.feature_rollout import MATERIALIZATIONS, MaterializeVersionOperator
 
 with DAG(
     dag_id="feature_rollout_materialize",
-    schedule="@hourly",
+    # A data-interval timetable: each run covers the hour before it. (Airflow 3's default for a cron
+    # string is a trigger timetable, whose runs have an empty interval: nothing to materialize.)
+    schedule=CronDataIntervalTimetable("@hourly", timezone="UTC"),
     start_date=datetime(2026, 1, 1),
     catchup=False,
     max_active_runs=1,

@@ -174,3 +174,23 @@ def test_consumer_dag_runs(airflow_db):
     done = snapshot(run("feature_rollout_consumer"), "retrain")
     assert done["state"] == "success", done["states"]
     assert done["xcom"][("retrain", "return_value")] == [{"versions": []}]  # no triggering event in a test run
+
+
+def test_scheduled_materialization_runs_have_a_data_interval(monkeypatch):
+    """A scheduled run (not only a manual one) must cover a real hour: Airflow 3 turns a plain cron
+    string into a trigger timetable whose runs have an empty interval, and materialize refuses those.
+    (The unit-test configuration turns cron strings into data-interval timetables; production's does not.)"""
+    import pendulum
+    from airflow.timetables.base import TimeRestriction
+
+    from tests.airflow.dagrun import load_dag
+
+    monkeypatch.setenv("AIRFLOW__SCHEDULER__CREATE_CRON_DATA_INTERVALS", "False")  # Airflow 3's default
+    dag = load_dag("feature_rollout_materialize")
+    from airflow.serialization.encoders import coerce_to_core_timetable
+
+    info = coerce_to_core_timetable(dag.timetable).next_dagrun_info(
+        last_automated_data_interval=None,
+        restriction=TimeRestriction(earliest=pendulum.datetime(2026, 1, 1, tz="UTC"), latest=None, catchup=True))
+    assert info is not None
+    assert info.data_interval.end - info.data_interval.start == timedelta(hours=1)
