@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 DEMO_DIR ?= build/demo
 
-.PHONY: demo test lint typecheck bench clean
+.PHONY: demo test lint typecheck bench docs screenshots clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -23,7 +23,13 @@ demo: $(VENV)/.installed
 
 # pytest exits 5 when it collects no tests; make fails on any non-zero exit, so that fails too.
 test: $(VENV)/.installed-dev
+	bash scripts/ensure-chromium.sh
 	$(BIN)/python -m pytest
+
+# The screenshots of docs/ui.md, taken by the browser test.
+screenshots: $(VENV)/.installed-dev
+	bash scripts/ensure-chromium.sh
+	FEATURE_ROLLOUT_SCREENSHOTS=docs/img $(BIN)/python -m pytest tests/browser -q
 
 lint: $(VENV)/.installed-dev
 	$(BIN)/ruff check provider tests benchmarks scripts
@@ -31,6 +37,11 @@ lint: $(VENV)/.installed-dev
 
 bench: $(VENV)/.installed-dev
 	$(BIN)/python benchmarks/plan_scale.py
+
+# The documentation site, into build/site (mkdocs.yml; ADR 0011). NO_MKDOCS_2_WARNING silences
+# Material's end-of-life banner, which is a notice, not a problem with these pages.
+docs: $(VENV)/.installed-dev
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
 
 clean:
 	rm -rf $(VENV) build .pytest_cache .mypy_cache .ruff_cache

@@ -1004,5 +1004,10 @@ def _view_details(old: Spec | None, new: Spec, metadata_changed: bool, old_metad
     return tuple(lines)
 
 
+def version_diff(old: Spec | None, new: Spec) -> tuple[str, ...]:
+    """What changed between two version snapshots of a view (features, join keys, source), as plan lines."""
+    return _view_details(old, new, False, {})
+
+
 def _keys(spec: Spec) -> str:
     return ", ".join(f"{k['name']}:{k.get('dtype')}" for k in spec["join_keys"])

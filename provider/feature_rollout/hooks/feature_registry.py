@@ -23,6 +23,7 @@ from feature_rollout.core.errors import FeatureRolloutError, RepoConfigError
 from feature_rollout.redaction import masked_url
 
 if TYPE_CHECKING:
+    from feature_rollout.registry.registry import Registry
     from feature_rollout.store import FeatureStore
 
 CONN_TYPE = "feature_rollout"
@@ -33,15 +34,20 @@ DEFAULT_CONN_ID = "feature_rollout_default"
 class StoreSettings:
     """What a connection says about the store, independent of Airflow (so triggers can use it too)."""
 
-    repo_path: str
+    repo_path: str | None
     workspace: str | None
     registry_url: str | None
     online_store_url: str | None
     registry_pool: Mapping[str, int]
 
     @classmethod
-    def from_connection(cls, conn: Any, *, repo_path: str | None = None, workspace: str | None = None) -> StoreSettings:
-        """Read ``conn`` (an Airflow ``Connection``); ``repo_path``/``workspace`` given here win over its extras."""
+    def from_connection(cls, conn: Any, *, repo_path: str | None = None, workspace: str | None = None,
+                        require_repo: bool = True) -> StoreSettings:
+        """Read ``conn`` (an Airflow ``Connection``); ``repo_path``/``workspace`` given here win over its extras.
+
+        :param require_repo: fail when no repo path is known (tasks need the repo; the UI, which only
+            reads the registry, does not when the connection names the registry itself).
+        """
         extra = conn.extra_dejson or {}
         registry_url = extra.get("registry_url") or None
         if not registry_url and conn.host:
@@ -50,7 +56,7 @@ class StoreSettings:
                 port=conn.port or None, database=conn.schema or None,
             ).render_as_string(hide_password=False)
         path = repo_path or extra.get("repo_path")
-        if not path:
+        if not path and (require_repo or not registry_url):
             raise RepoConfigError(
                 f"Connection '{conn.conn_id}' has no 'repo_path' extra and the task passed no repo_path: say where the "
                 "feature repo (the folder with feature_store.yaml) is on the workers."
@@ -63,16 +69,29 @@ class StoreSettings:
                 except (TypeError, ValueError):
                     raise RepoConfigError(f"Extra '{name}' of connection '{conn.conn_id}' must be a whole number.") \
                         from None
-        return cls(repo_path=str(path), workspace=workspace or extra.get("workspace") or None,
+        return cls(repo_path=str(path) if path else None, workspace=workspace or extra.get("workspace") or None,
                    registry_url=registry_url, online_store_url=extra.get("online_store_url") or None,
                    registry_pool=pool)
 
     def store(self) -> FeatureStore:
         from feature_rollout.store import FeatureStore
 
+        if self.repo_path is None:
+            raise RepoConfigError("No feature repo path: set the connection's 'repo_path' extra.")
         config = load_config(self.repo_path).with_overrides(
             registry_url=self.registry_url, online_store_url=self.online_store_url, registry_pool=self.registry_pool)
         return FeatureStore(self.repo_path, workspace=self.workspace, config=config)
+
+    def registry(self) -> Registry:
+        """The registry alone (read-only use: never migrated here), from the connection or the repo's config."""
+        from feature_rollout.registry.registry import Registry
+
+        if self.registry_url:
+            url, pool = self.registry_url, self.registry_pool
+        else:
+            config = load_config(self.repo_path or ".").with_overrides(registry_pool=self.registry_pool)
+            url, pool = config.registry_url, config.registry_pool
+        return Registry(url, auto_upgrade=False, pool=pool)
 
     def describe(self) -> str:
         registry = masked_url(self.registry_url) if self.registry_url else "from feature_store.yaml"

@@ -299,13 +299,13 @@ class Registry:
             row = conn.execute(sa.select(t.plans).where(t.plans.c.id == plan_id)).mappings().first()
         if row is None or (workspace is not None and row["workspace"] != workspace):
             raise PlanNotFoundError(plan_id, workspace or "?")
-        return _stored_plan(row)
+        return stored_plan(row)
 
     def list_plans(self, workspace: str, limit: int = 50) -> list[StoredPlan]:
         with self.reading() as conn:
             rows = conn.execute(sa.select(t.plans).where(t.plans.c.workspace == workspace)
                                 .order_by(t.plans.c.created_at.desc()).limit(limit)).mappings().all()
-        return [_stored_plan(r) for r in rows]
+        return [stored_plan(r) for r in rows]
 
     def apply(self, plan_id: str, workspace: str, *, actor: str | None, run_id: str | None = None,
               before_commit: BeforeCommit | None = None) -> tuple[Plan, ApplyResult]:
@@ -314,7 +314,7 @@ class Registry:
             row = conn.execute(sa.select(t.plans).where(t.plans.c.id == plan_id)).mappings().first()
             if row is None or row["workspace"] != workspace:
                 raise PlanNotFoundError(plan_id, workspace)
-            plan = _stored_plan(row).plan
+            plan = stored_plan(row).plan
             result = self._apply_in(conn, plan, applied_at=row["applied_at"], actor=actor, run_id=run_id,
                                     before_commit=before_commit)
         return plan, result
@@ -531,7 +531,7 @@ def _view_record(row: Any, versions: Sequence[VersionRecord]) -> ViewRecord:
     )
 
 
-def _stored_plan(row: Any) -> StoredPlan:
+def stored_plan(row: Any) -> StoredPlan:
     options = dict(row["options_json"])
     record = {
         "id": row["id"],
