@@ -82,6 +82,7 @@ def rollout_task_group(
 ) -> TaskGroup:
     """The whole rollout of staged versions as one TaskGroup.
 
+    :param group_id: the TaskGroup's id (task ids are ``{group_id}.plan``, ``{group_id}.promote``, ...).
     :param views: views to roll out (a list, a comma-separated string, or a template such as
         ``"{{ params.views }}"``); empty: every view the apply gave a new version.
     :param start: start of the backfill (templated; ISO 8601 with a zone).
@@ -89,10 +90,18 @@ def rollout_task_group(
     :param chunk_hours: size of each mapped materialization (templated).
     :param promote: ``False`` stops after parity, leaving the versions staged (templated).
     :param spine: parity spine: a Parquet path or ``sha256:<digest>``; default a seeded sample.
-    :param sample_size: rows of the sampled spine. :param seed: its seed.
-    :param abs_tol: parity tolerance. :param rel_tol: parity tolerance.
+    :param sample_size: rows of the sampled spine.
+    :param seed: the seed of the sampled spine.
+    :param abs_tol: absolute tolerance of the parity comparison.
+    :param rel_tol: relative tolerance of the parity comparison.
     :param max_mismatch_ratio: share of spine rows allowed to differ.
+    :param reason: recorded in the audit log with the promotion (default ``"rollout {{ run_id }}"``).
+    :param feature_rollout_conn_id: the Airflow connection (type ``feature_rollout``).
+    :param repo_path: the feature repo on the workers (default: the connection's ``repo_path`` extra).
+    :param workspace: the workspace (default: the connection's, else the repo's project).
     :param deferrable: for the two sensors; default ``[operators] default_deferrable``.
+    :param poke_interval: seconds between the sensors' checks.
+    :param sensor_timeout: seconds the sensors wait before failing.
     """
     common: dict[str, Any] = {"feature_rollout_conn_id": feature_rollout_conn_id, "repo_path": repo_path,
                               "workspace": workspace}
