@@ -57,6 +57,8 @@ class RepoConfigError(FeatureRolloutError):
 
 
 class FeatureViewNotFound(FeatureRolloutError, LookupError):
+    """No feature view of that name in the workspace."""
+
     def __init__(self, name: str, workspace: str) -> None:
         self.name = name
         self.workspace = workspace
@@ -67,6 +69,8 @@ class FeatureViewNotFound(FeatureRolloutError, LookupError):
 
 
 class FeatureViewVersionNotFound(FeatureRolloutError, LookupError):
+    """The view exists but has no such version."""
+
     def __init__(self, name: str, version: int, existing: Sequence[int], hint: str | None = None) -> None:
         self.name = name
         self.version = version
@@ -77,6 +81,8 @@ class FeatureViewVersionNotFound(FeatureRolloutError, LookupError):
 
 
 class FeatureViewPinConflict(FeatureRolloutError):
+    """A view pins a version (``version="vN"``) whose schema differs from the definition being applied."""
+
     def __init__(self, name: str, version: int, message: str | None = None) -> None:
         self.name = name
         self.version = version
@@ -95,6 +101,8 @@ class ObjectNotFound(FeatureRolloutError, LookupError):
 
 
 class PlanNotFoundError(FeatureRolloutError, LookupError):
+    """No stored plan with that id in the workspace."""
+
     def __init__(self, plan_id: str, workspace: str) -> None:
         self.plan_id = plan_id
         super().__init__(
@@ -104,6 +112,8 @@ class PlanNotFoundError(FeatureRolloutError, LookupError):
 
 
 class StalePlanError(FeatureRolloutError):
+    """The workspace changed (its revision moved) since the plan was made: plan again."""
+
     exit_code = FAILED_CHECK
 
     def __init__(self, plan_id: str | None, workspace: str, base_revision: int, current_revision: int,
@@ -123,6 +133,8 @@ class StalePlanError(FeatureRolloutError):
 
 
 class PreventDestroyError(FeatureRolloutError):
+    """A plan would delete or recreate a protected object (``prevent_destroy``) in a live workspace."""
+
     exit_code = FAILED_CHECK
 
     def __init__(self, object_type: str, name: str, action: str, chain: Sequence[str]) -> None:
@@ -140,6 +152,8 @@ class PreventDestroyError(FeatureRolloutError):
 
 
 class RecreateNotSuppressible(FeatureRolloutError):
+    """``suppress_recreates`` cannot turn this recreate into an in-place update."""
+
     def __init__(self, object_type: str, name: str, reason: str) -> None:
         self.object_type = object_type
         self.name = name
@@ -150,6 +164,8 @@ class RecreateNotSuppressible(FeatureRolloutError):
 
 
 class OnlineTableConflict(InvalidDefinitionError):
+    """Two versions would get the same online table name."""
+
     def __init__(self, table: str, wanted_by: str, owned_by: str) -> None:
         self.table = table
         super().__init__(
@@ -166,6 +182,8 @@ class DependencyConflictError(FeatureRolloutError):
 
 
 class WorkspaceNotFound(FeatureRolloutError, LookupError):
+    """The workspace does not exist in the registry."""
+
     def __init__(self, name: str) -> None:
         self.name = name
         super().__init__(
@@ -175,6 +193,8 @@ class WorkspaceNotFound(FeatureRolloutError, LookupError):
 
 
 class WorkspaceExists(FeatureRolloutError):
+    """A workspace of that name already exists."""
+
     def __init__(self, name: str) -> None:
         self.name = name
         super().__init__(f"Workspace '{name}' already exists; `feature-rollout workspace list` shows it.")
@@ -184,6 +204,8 @@ class WorkspaceExists(FeatureRolloutError):
 
 
 class PromotionConflict(FeatureRolloutError):
+    """The active version moved while promoting (compare-and-swap failed): look again and retry."""
+
     exit_code = FAILED_CHECK
 
     def __init__(self, name: str, expected: int | None, found: int | None) -> None:
@@ -195,6 +217,8 @@ class PromotionConflict(FeatureRolloutError):
 
 
 class VersionHeldError(FeatureRolloutError):
+    """The version is held by a rollback; release the hold before promoting it."""
+
     exit_code = FAILED_CHECK
 
     def __init__(self, name: str, version: int) -> None:
@@ -207,6 +231,8 @@ class VersionHeldError(FeatureRolloutError):
 
 
 class NoPreviousVersion(FeatureRolloutError):
+    """A rollback has nothing to go back to."""
+
     exit_code = FAILED_CHECK
 
 
