@@ -154,7 +154,7 @@ def test_the_plugin_inside_the_airflow_ui(api_server: str, browser: Any, tmp_pat
         timeline = frame.locator("ul.timeline li")
         assert timeline.count() == 8
         assert timeline.first.inner_text().startswith("staged")
-        assert "rollback" in frame.locator("ul.timeline").inner_text()
+        assert "rolled back" in frame.locator("ul.timeline").inner_text()
         coverage = frame.locator("svg.coverage")
         assert coverage.is_visible()
         box = coverage.bounding_box()

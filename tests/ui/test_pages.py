@@ -98,6 +98,9 @@ def test_view_timeline_links_and_parity(client):
     run = RUN.replace(":", "%3A").replace("+", "%2B")
     assert f'href="/dags/feature_rollout_rollback/runs/{run}/tasks/rollback"' in text
     assert 'target="_top"' in text
+    labels = re.findall(r'<li class="(\w+)"><span class="badge \w+">([^<]+)</span>', text)
+    assert labels == [("staged", "staged"), ("release", "released"), ("hold", "held"), ("rollback", "rolled back"),
+                      ("promote", "promoted"), ("staged", "staged"), ("promote", "promoted"), ("created", "created")]
     assert 'id="parity-' in text and "Worst mismatches" in text and "conv_rate" in text
     assert "~ source path: &#39;data/driver_stats.parquet&#39;" in text
 

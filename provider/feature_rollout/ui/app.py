@@ -37,6 +37,10 @@ RegistrySource = Callable[[], Registry]
 _ENV = Environment(loader=PackageLoader("feature_rollout.ui", "templates"), autoescape=select_autoescape(["html"]),
                    trim_blocks=True, lstrip_blocks=True)
 _ENV.filters["q"] = lambda value: quote(str(value), safe="")
+#: How the audit log's kinds read on a page (the JSON keeps the kinds).
+EVENT_LABELS = {"promote": "promoted", "pin": "pinned", "rollback": "rolled back", "hold": "held",
+                "release": "released", "delete": "deleted"}
+_ENV.filters["event"] = lambda kind: EVENT_LABELS.get(kind, kind)
 _ENV.filters["stamp"] = lambda value: value.strftime("%Y-%m-%d %H:%M:%S UTC") if isinstance(value, datetime) \
     else str(value)
 
