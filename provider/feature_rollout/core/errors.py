@@ -122,6 +122,7 @@ class StalePlanError(FeatureRolloutError):
         self.workspace = workspace
         self.base_revision = base_revision
         self.current_revision = current_revision
+        self.already_applied = already_applied
         what = f"Plan '{plan_id}'" if plan_id else "The plan"
         if already_applied:
             reason = "has already been applied"
@@ -284,6 +285,19 @@ class OnlineStoreError(FeatureRolloutError):
     """The online store refused an operation (for example a table with another shape exists)."""
 
     exit_code = FAILED_CHECK
+
+
+class OnlineTableMissing(OnlineStoreError):
+    """A version's online table is not in the online store (e.g. Redis lost its data, or someone dropped
+    it). Materializing the version creates it again."""
+
+    def __init__(self, table: str, where: str) -> None:
+        self.table = table
+        super().__init__(
+            f"The online table '{table}' does not exist in {where}. Materialize the version to create and fill "
+            "it again (`feature-rollout materialize` or the rollout DAG); the apply that creates a version "
+            "creates its table too."
+        )
 
 
 class VersionPrunedError(FeatureRolloutError):

@@ -166,11 +166,19 @@ class FeatureStoreApplyOperator(FeatureRolloutOperator):
 
         store = self.get_store(context)
         plan_id = self.plan_id or None
+        run_ref = airflow_run_ref(context)
         try:
-            result = store.apply(plan_id=plan_id, no_promote=_flag(self.no_promote),
-                                 run_id=airflow_run_ref(context))
+            result = store.apply(plan_id=plan_id, no_promote=_flag(self.no_promote), run_id=run_ref)
         except StalePlanError as err:
-            raise AirflowFailException(str(err)) from None
+            # An earlier try of this very task may have committed the apply and died before Airflow
+            # heard of it: that is success, not a stale plan (the registry records who applied it).
+            earlier = store.registry.applied_result(plan_id, store.workspace) \
+                if plan_id and err.already_applied else None
+            if earlier is None or earlier[0].run_id != run_ref:
+                raise AirflowFailException(str(err)) from None
+            self.log.warning("Plan %s was already applied by an earlier try of this task (%s); not applying it "
+                             "again.", plan_id, run_ref)
+            result = earlier[1]
         if result.plan is not None:
             self.log.info("%s", result.plan.render())
         self.log.info("Applied plan %s: workspace %s at revision %s", result.plan_id, result.workspace,

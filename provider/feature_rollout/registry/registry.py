@@ -99,6 +99,8 @@ class StoredPlan:
     applied_at: datetime | None
     applied_revision: int | None
     rendered: str = field(repr=False, default="")
+    #: The run that applied it (``{dag_id}/{run_id}/{task_id}`` when an operator did).
+    run_id: str | None = None
 
 
 class Registry:
@@ -318,6 +320,28 @@ class Registry:
             result = self._apply_in(conn, plan, applied_at=row["applied_at"], actor=actor, run_id=run_id,
                                     before_commit=before_commit)
         return plan, result
+
+    def applied_result(self, plan_id: str, workspace: str) -> tuple[StoredPlan, ApplyResult] | None:
+        """What applying ``plan_id`` did, read back from the registry; ``None`` if it was not applied.
+
+        For a task whose apply committed but which died before it could report it: its retry finds
+        the plan applied and can tell whether by itself (``StoredPlan.run_id``)."""
+        v, p = t.feature_view_versions, t.promotions
+        with self.reading() as conn:
+            row = conn.execute(sa.select(t.plans).where(t.plans.c.id == plan_id,
+                                                        t.plans.c.workspace == workspace)).mappings().first()
+            if row is None or row["applied_at"] is None:
+                return None
+            created = conn.execute(sa.select(v.c.name, v.c.version_number, v.c.online_table).where(
+                v.c.workspace == workspace, v.c.plan_id == plan_id).order_by(v.c.name, v.c.version_number)).all()
+            promoted = conn.execute(sa.select(p.c.name, p.c.from_version, p.c.to_version).where(
+                p.c.workspace == workspace, p.c.plan_id == plan_id, p.c.kind.in_(("promote", "pin")))
+                .order_by(p.c.id)).all()
+        stored = stored_plan(row)
+        return stored, ApplyResult(
+            plan_id=plan_id, workspace=workspace, revision=int(row["applied_revision"]), applied=True,
+            created_versions=tuple((r.name, r.version_number, r.online_table) for r in created),
+            promoted=tuple((r.name, r.from_version, r.to_version) for r in promoted), plan=stored.plan)
 
     def plan_and_apply(self, workspace: str, desired: DesiredState, options: PlanOptions, *, actor: str | None,
                        run_id: str | None = None, before_commit: BeforeCommit | None = None,
@@ -543,7 +567,8 @@ def stored_plan(row: Any) -> StoredPlan:
         "changes": row["changes_json"],
     }
     return StoredPlan(plan=Plan.from_record(record), created_at=row["created_at"], created_by=row["created_by"],
-                      applied_at=row["applied_at"], applied_revision=row["applied_revision"], rendered=row["rendered"])
+                      applied_at=row["applied_at"], applied_revision=row["applied_revision"], rendered=row["rendered"],
+                      run_id=row["run_id"])
 
 
 class _ChangeWriter:
