@@ -72,7 +72,8 @@ with DAG(
             print(f"== Versions of {view.name} (active v{status['active_version']}) ==")
             for v in status["versions"]:
                 covered = ", ".join(f"[{c['start']}, {c['end']})" for c in v["coverage"]) or "-"
-                print(f"  {v['version']:<4} {v['state']:<8} rows online: {v['online_rows']}; covered: {covered}")
+                rows = "table missing" if v.get("table_missing") else v["online_rows"]
+                print(f"  {v['version']:<4} {v['state']:<8} rows online: {rows}; covered: {covered}")
             for r in status["parity_reports"][:1]:
                 print(f"== Parity report #{r['id']}: {'PASSED' if r['passed'] else 'FAILED'} "
                       f"{r['candidate']} vs {r['baseline']}, {r['mismatched_rows']}/{r['rows_compared']} rows differ")

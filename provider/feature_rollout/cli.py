@@ -312,7 +312,9 @@ def cmd_status(args: argparse.Namespace) -> int:
           f"{'-' if active is None else f'v{active}'}" + (" (held by rollback)" if status["hold"] else ""))
     for v in status["versions"]:
         coverage = ", ".join(f"[{c['start']}, {c['end']})" for c in v["coverage"]) or "nothing materialized"
-        rows = "table dropped by prune" if v["table_dropped"] else f"{v['online_rows']:,} rows online"
+        rows = ("table dropped by prune" if v["table_dropped"] else
+                "online table missing (materialize to recreate it)" if v.get("table_missing") else
+                f"{v['online_rows']:,} rows online")
         print(f"  {v['version']} {v['state']}: {rows} in {v['online_table']}; covered: {coverage}")
         for run in v["runs"]:
             print(f"      run {run['id']} {run['status']}: [{run['start'].isoformat()}, {run['end'].isoformat()}) "

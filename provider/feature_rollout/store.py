@@ -20,6 +20,7 @@ from feature_rollout.core.errors import (
     InvalidDefinitionError,
     InvalidVersionError,
     ObjectNotFound,
+    OnlineTableMissing,
     SchemaMismatchError,
     SourceNotFoundError,
     WorkspaceNotFound,
@@ -649,10 +650,15 @@ class FeatureStore:
             target = record.version(number)
             if target is None:
                 raise FeatureViewVersionNotFound(name, number, [v.number for v in record.versions])
-            rows = None if target.table_dropped else self.online_store.count(self.online_table(target))
+            rows, missing = None, False
+            if not target.table_dropped:
+                try:
+                    rows = self.online_store.count(self.online_table(target))
+                except OnlineTableMissing:
+                    missing = True  # a report, not an error: materializing the version brings it back
             versions.append({
                 "version": f"v{number}", "state": target.state.value, "online_table": target.online_table,
-                "table_dropped": target.table_dropped, "online_rows": rows,
+                "table_dropped": target.table_dropped, "table_missing": missing, "online_rows": rows,
                 "coverage": [i.to_dict() for i in ledger.coverage(self.workspace, name, number)],
                 "runs": ledger.runs(self.workspace, name, number, limit=runs),
             })

@@ -224,3 +224,22 @@ def test_an_unreachable_store_at_materialization_records_no_run(demo_store, demo
         down.materialize(START, DEMO_END)
     assert "pw2" not in str(info.value)
     assert dump_registry(registry_url) == before
+
+
+def test_status_reports_a_missing_online_table_instead_of_failing(demo_store, demo_repo, capsys):
+    """E.g. Redis restarted without persistence: status says the table is missing, materializing restores it."""
+    from feature_rollout.cli import main
+
+    demo_store.materialize(START, DEMO_END)
+    _, v0 = demo_store.registry.get_version("demo", "driver_stats", 0)
+    demo_store.online_store.drop_table(v0.online_table)
+    [version] = demo_store.status("driver_stats")["versions"]
+    assert (version["table_missing"], version["online_rows"], version["table_dropped"]) == (True, None, False)
+    (demo_repo / "feature_store.yaml").write_text(
+        "project: demo\nregistry: data/registry.db\nonline_store:\n  type: sqlite\n  path: " +
+        str(demo_store.config.online_store.url) + "\n")
+    assert main(["--repo", str(demo_repo), "status", "driver_stats"]) == 0
+    assert "online table missing (materialize to recreate it)" in capsys.readouterr().out
+    demo_store.materialize(START, DEMO_END)
+    [version] = demo_store.status("driver_stats")["versions"]
+    assert (version["table_missing"], version["online_rows"]) == (False, 20)

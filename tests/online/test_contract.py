@@ -15,7 +15,12 @@ import pytest
 
 from feature_rollout.arrow_types import CREATED_TS, EVENT_TS
 from feature_rollout.config import OnlineStoreConfig
-from feature_rollout.core.errors import EntityKeyError, OnlineStoreError, OnlineStoreUnavailableError
+from feature_rollout.core.errors import (
+    EntityKeyError,
+    OnlineStoreError,
+    OnlineStoreUnavailableError,
+    OnlineTableMissing,
+)
 from feature_rollout.online import Column, OnlineStore, OnlineTable, open_online_store
 from tests.online.conftest import KINDS, batch, keys_table
 
@@ -119,8 +124,10 @@ def test_operations_on_a_missing_table_say_so(online_store):
         lambda: online_store.dump(DRIVER),
     ]
     for operation in operations:
-        with pytest.raises(OnlineStoreError, match=f"'{DRIVER.name}' does not exist"):
+        with pytest.raises(OnlineTableMissing, match=f"'{DRIVER.name}' does not exist") as raised:
             operation()
+        assert isinstance(raised.value, OnlineStoreError) and raised.value.table == DRIVER.name
+        assert "Materialize the version to create and fill it again" in str(raised.value)
     assert not online_store.table_exists(DRIVER.name)
 
 

@@ -27,7 +27,7 @@ import pyarrow.compute as pc
 from psycopg import sql
 
 from feature_rollout.arrow_types import CREATED_TS, EVENT_TS, arrow_type
-from feature_rollout.core.errors import OnlineStoreError
+from feature_rollout.core.errors import OnlineStoreError, OnlineTableMissing
 from feature_rollout.core.refs import validate_name
 from feature_rollout.core.types import Array, parse_type
 from feature_rollout.online.base import (
@@ -128,10 +128,7 @@ class PostgresOnlineStore:
             except psycopg.errors.UndefinedTable:
                 if table is None:
                     raise
-                raise OnlineStoreError(
-                    f"The online table '{table}' does not exist in schema '{self._schema}' of {masked_url(self.url)}; "
-                    "create it first (applying the feature view version does)."
-                ) from None
+                raise OnlineTableMissing(table, f"schema '{self._schema}' of {masked_url(self.url)}") from None
             except psycopg.OperationalError as err:
                 if conn.broken or conn.closed:
                     conn.close()

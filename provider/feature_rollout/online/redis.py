@@ -27,7 +27,7 @@ import redis
 from redis.exceptions import NoScriptError
 
 from feature_rollout.arrow_types import CREATED_TS, EVENT_TS, TIMESTAMP
-from feature_rollout.core.errors import OnlineStoreError
+from feature_rollout.core.errors import OnlineStoreError, OnlineTableMissing
 from feature_rollout.core.refs import validate_name
 from feature_rollout.core.types import Array, parse_type
 from feature_rollout.online.base import (
@@ -320,8 +320,5 @@ def decode(values: Sequence[bytes | None], dtype: str) -> pa.Array:
     return integers
 
 
-def _missing(name: str, url: str) -> OnlineStoreError:
-    return OnlineStoreError(
-        f"The online table '{name}' does not exist in the Redis online store at {masked_url(url)}; create it first "
-        "(applying the feature view version does)."
-    )
+def _missing(name: str, url: str) -> OnlineTableMissing:
+    return OnlineTableMissing(name, f"the Redis online store at {masked_url(url)}")

@@ -20,7 +20,7 @@ from typing import Any
 import pyarrow as pa
 
 from feature_rollout.arrow_types import CREATED_TS, EVENT_TS
-from feature_rollout.core.errors import OnlineStoreError, OnlineStoreUnavailableError
+from feature_rollout.core.errors import OnlineStoreError, OnlineStoreUnavailableError, OnlineTableMissing
 from feature_rollout.core.refs import validate_name
 from feature_rollout.core.types import Array, parse_type
 from feature_rollout.online.base import (
@@ -233,10 +233,7 @@ class SqliteOnlineStore:
             yield
         except sqlite3.OperationalError as err:
             if "no such table" in str(err):
-                raise OnlineStoreError(
-                    f"The online table '{name}' does not exist in the SQLite file {self.path}; create it first "
-                    "(applying the feature view version does)."
-                ) from None
+                raise OnlineTableMissing(name, f"the SQLite file {self.path}") from None
             raise
 
 
