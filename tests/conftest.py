@@ -216,11 +216,16 @@ def require_redis() -> None:
 def redis_prefix() -> Iterator[str]:
     """A ``key_prefix`` no other test uses; every key under it is deleted afterwards."""
     require_redis()
-    import redis
-
     prefix = f"frtest{uuid.uuid4().hex[:12]}"
     yield prefix
-    client = redis.Redis.from_url(REDIS_URL)
+    delete_redis_prefix(prefix)
+
+
+def delete_redis_prefix(prefix: str) -> None:
+    """Delete every key of an online store's ``key_prefix`` (and its table index)."""
+    import redis
+
+    client = redis.Redis.from_url(REDIS_URL, socket_connect_timeout=5)
     try:
         keys = list(client.scan_iter(match=f"{prefix}:*", count=10_000))
         for start in range(0, len(keys), 10_000):
