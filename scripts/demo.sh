@@ -78,3 +78,9 @@ print(report.render())
 PY
 
 printf '\nThe Airflow logs of both runs are in %s/rollout-{1,2}.log\n' "$DEMO_DIR"
+cat <<EOT
+To see the same history in the Airflow UI (Browse -> Feature rollout), run:
+  AIRFLOW_HOME=$AIRFLOW_HOME AIRFLOW_CONN_FEATURE_ROLLOUT_DEFAULT='$AIRFLOW_CONN_FEATURE_ROLLOUT_DEFAULT' \\
+    $(command -v airflow) api-server --port 8080
+and log in as admin with the password in $AIRFLOW_HOME/simple_auth_manager_passwords.json.generated
+EOT
