@@ -4,7 +4,8 @@ Builds, with the real operations (apply, the ledger's run records, parity report
 
 - workspace ``wide``: ``--views`` views (default 500), each given ``--rounds`` schema changes
   (default 10, so 5,500 versions), and 48 ledger runs on the versions of the first view;
-- workspace ``deep``: one view with ``--deep`` versions (default 1,000) and a parity report.
+- workspace ``deep``: one view with ``--deep`` versions (default 1,000; each swaps one feature for
+  another, so every version is a new schema of five fields).
 
 Then requests each page through the app in-process (FastAPI's TestClient, no network) ``--repeat``
 times and reports the median latency, the number of SQL statements, and the *raw limit*: the median
@@ -37,7 +38,8 @@ import sqlalchemy as sa
 PG_URL = os.environ.get("FEATURE_ROLLOUT_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 
 
-def definitions(count: int, extra: int, prefix: str = "view") -> list[Any]:
+def definitions(count: int, extra: int, prefix: str = "view", rotate: bool = False) -> list[Any]:
+    """``count`` views with ``3 + extra`` features, or (``rotate``) with three features and ``x{extra}``."""
     from feature_rollout import Entity, FeatureView, Field, FileSource
     from feature_rollout.types import Float32, Int64
 
@@ -45,7 +47,8 @@ def definitions(count: int, extra: int, prefix: str = "view") -> list[Any]:
     source = FileSource(name="src", path="data/src.parquet")
     views = [FeatureView(name=f"{prefix}_{i:04d}", entities=[driver], source=source, description=f"View {i}",
                          schema=[Field(name="driver_id", dtype=Int64)]
-                         + [Field(name=f"f{j}", dtype=Float32) for j in range(3 + extra)])
+                         + [Field(name=f"f{j}", dtype=Float32) for j in range(3 if rotate else 3 + extra)]
+                         + ([Field(name=f"x{extra}", dtype=Float32)] if rotate else []))
              for i in range(count)]
     return [driver, source, *views]
 
@@ -71,7 +74,7 @@ def build(url: str, base: Path, views: int, rounds: int, deep: int) -> Any:
             ledger.finish_run(run, rows_read=1000, rows_written=100)
     deep_store = store("deep")
     for extra in range(deep):
-        deep_store.apply(definitions(1, extra, prefix="deep"), no_promote=extra > 0)
+        deep_store.apply(definitions(1, extra, prefix="deep", rotate=True), no_promote=extra > 0)
     print(f"built: {views} views x {rounds + 1} versions + 1 view x {deep} versions in "
           f"{time.perf_counter() - started:.1f} s", flush=True)
     return wide.registry
@@ -140,14 +143,17 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=10)
     parser.add_argument("--deep", type=int, default=1000)
     parser.add_argument("--repeat", type=int, default=21)
+    parser.add_argument("--keep", action="store_true", help="keep the PostgreSQL schema (to reuse it with --registry)")
+    parser.add_argument("--registry", help="measure an existing registry built by an earlier run (its URL, printed "
+                                           "by that run) instead of building one; it is migrated to the newest schema")
     args = parser.parse_args()
 
-    from feature_rollout.registry.engine import dispose_engines
+    from feature_rollout.registry.engine import dispose_engines, safe_url
     from feature_rollout.ui.app import create_app
 
     base = Path(tempfile.mkdtemp(prefix="ui-bench-"))
     schema = None
-    if args.backend == "sqlite":
+    if args.registry or args.backend == "sqlite":
         url = f"sqlite:///{base / 'registry.db'}"
     else:
         schema = f"bench_{uuid.uuid4().hex[:10]}"
@@ -156,7 +162,13 @@ def main() -> int:
         url = sa.engine.make_url(PG_URL).update_query_dict({"options": f"-csearch_path={schema}"}) \
             .render_as_string(hide_password=False)
     try:
-        registry = build(url, base, args.views, args.rounds, args.deep)
+        if args.registry:
+            from feature_rollout.registry.registry import Registry
+
+            registry = Registry(args.registry)
+        else:
+            registry = build(url, base, args.views, args.rounds, args.deep)
+            print(f"registry: {safe_url(url)} (reuse it with --registry)")
         client = Client(create_app(lambda: registry))
         pages = {
             "workspaces": "/",
@@ -176,7 +188,7 @@ def main() -> int:
             print(f"{label:<34}{page * 1000:>9.1f}{count:>9}{raw * 1000:>9.1f}{raw / page:>8.2f}", flush=True)
     finally:
         dispose_engines()
-        if schema:
+        if schema and not args.keep:
             with sa.create_engine(PG_URL).begin() as conn:
                 conn.execute(sa.text(f'DROP SCHEMA "{schema}" CASCADE'))
     return 0

@@ -20,6 +20,8 @@ def masked_url(url: str) -> str:
         f"{name}=***" if name.lower() == "password" else f"{name}={value}" if sep else name
         for name, sep, value in (pair.partition("=") for pair in parts.query.split("&") if pair)
     )
+    if netloc == parts.netloc and query == parts.query:
+        return url  # nothing to mask (and urlunsplit would fold "sqlite:////abs/path" to "sqlite://abs/path")
     return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
 
 

@@ -63,6 +63,7 @@ def test_importing_the_package_imports_no_driver():
     ("redis://:p%40ss@127.0.0.1:6379/0", "redis://:***@127.0.0.1:6379/0"),
     ("rediss://default:p@ss@cache:6380", "rediss://default:***@cache:6380"),
     ("/var/lib/online.db", "/var/lib/online.db"),
+    ("sqlite:////var/lib/registry.db", "sqlite:////var/lib/registry.db"),
 ])
 def test_masked_url(url, shown):
     assert masked_url(url) == shown

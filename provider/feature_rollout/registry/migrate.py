@@ -25,8 +25,8 @@ if TYPE_CHECKING:
     from alembic.config import Config
 
 VERSION_TABLE = "feature_rollout_alembic_version"
-HEAD_REVISION = "0004"
-KNOWN_REVISIONS = ("0001", "0002", "0003", "0004")
+HEAD_REVISION = "0005"
+KNOWN_REVISIONS = ("0001", "0002", "0003", "0004", "0005")
 # pg_advisory_xact_lock key: a fixed number unique to this package (ASCII "frollout").
 _ADVISORY_LOCK_KEY = 0x66726F6C6C6F7574
 _CHECKED: set[str] = set()

@@ -99,6 +99,7 @@ feature_view_versions = sa.Table(
     sa.Column("created_at", UTCDateTime, nullable=False),
     sa.Column("created_by", sa.String(255), nullable=True),
     sa.Column("table_dropped_at", UTCDateTime, nullable=True),
+    sa.Index("ix_feature_view_versions_state", "state", "workspace", "name"),
 )
 
 plans = sa.Table(
@@ -116,6 +117,7 @@ plans = sa.Table(
     sa.Column("applied_revision", sa.Integer, nullable=True),
     sa.Column("applied_by", sa.String(255), nullable=True),
     sa.Column("run_id", sa.String(250), nullable=True),
+    sa.Index("ix_plans_workspace_created_at", "workspace", "created_at"),
 )
 
 promotions = sa.Table(
@@ -132,6 +134,7 @@ promotions = sa.Table(
     sa.Column("reason", sa.Text, nullable=True),
     sa.Column("at", UTCDateTime, nullable=False),
     sa.Index("ix_promotions_workspace_name", "workspace", "name"),
+    sa.Index("ix_promotions_plan_id", "plan_id"),
 )
 
 materialization_runs = sa.Table(
