@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from feature_rollout.cli import main
+from feature_rollout.registry.migrate import HEAD_REVISION
 from tests.conftest import require_postgres
 
 BIN = Path(sys.executable).parent / "feature-rollout"
@@ -158,6 +159,6 @@ def test_registry_upgrade_command(tmp_path):
     result = cli("init", str(tmp_path / "r"))
     assert result.returncode == 0
     first = cli("--repo", str(tmp_path / "r"), "registry", "upgrade")
-    assert first.returncode == 0 and "from empty to 0004" in first.stdout
+    assert first.returncode == 0 and f"from empty to {HEAD_REVISION}" in first.stdout
     again = cli("--repo", str(tmp_path / "r"), "registry", "upgrade")
     assert "nothing to do" in again.stdout

@@ -15,6 +15,7 @@ import textwrap
 import time
 from pathlib import Path
 
+import pytest
 import sqlalchemy as sa
 
 WORKER = textwrap.dedent("""
@@ -121,3 +122,30 @@ def test_the_same_new_version_raced_twice_is_created_once(store, defs, registry_
     state = consistency(registry_url)
     # The second apply plans on top of the first and finds nothing to do: no duplicate v2.
     assert state["versions"] == [0, 1] and state["revision"] == 2
+
+
+def test_opening_a_sqlite_registry_while_another_process_writes_waits_for_wal(tmp_path):
+    """Switching to WAL needs an exclusive lock, and SQLite refuses it at once (no busy wait) while another
+    connection writes: the engine waits and looks again instead of failing with 'database is locked'."""
+    import sqlite3
+    import threading
+
+    from feature_rollout.registry.engine import dispose_engines, get_engine
+
+    path = tmp_path / "registry.db"
+    writer = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    writer.execute("CREATE TABLE t (x)")
+    writer.execute("BEGIN IMMEDIATE")
+    writer.execute("INSERT INTO t VALUES (1)")
+    with pytest.raises(sqlite3.OperationalError, match="locked"):  # what SQLite does on its own
+        sqlite3.connect(path, timeout=30).execute("PRAGMA journal_mode=WAL")
+    release = threading.Timer(0.5, lambda: writer.execute("COMMIT"))
+    release.start()
+    try:
+        with get_engine(f"sqlite:///{path}").connect() as conn:
+            assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+            assert conn.execute(sa.text("SELECT count(*) FROM t")).scalar() == 1
+    finally:
+        release.join()
+        writer.close()
+        dispose_engines()
