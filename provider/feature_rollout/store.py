@@ -220,7 +220,17 @@ class FeatureStore:
               objects_to_delete: Iterable[object] | None = None, run_id: str | None = None) -> ApplyResult:
         """Apply the stored plan ``plan_id`` exactly, or plan and apply in one transaction.
 
+        :param objects: the definitions to apply (default: the repo's Python files); not with ``plan_id``.
+        :param plan_id: a plan :meth:`plan` stored; applied exactly as stored, or not at all.
+        :param no_promote: stage new versions without serving them (``apply --no-promote``).
+        :param suppress_recreates: turn recreates that can be done in place into in-place updates.
+        :param partial: plan only the given objects, leaving the others alone (default: when ``objects``
+            is given).
+        :param objects_to_delete: objects to remove (protection rules apply in live workspaces).
+        :param run_id: recorded with the plan and the audit rows (the operators pass
+            ``{dag_id}/{run_id}/{task_id}``).
         :raises StalePlanError: the workspace changed since ``plan_id`` was made; nothing was applied.
+        :raises PreventDestroyError: the plan deletes or recreates a protected object in a live workspace.
         """
         actor = self._actor()
         if plan_id is not None:
@@ -398,6 +408,12 @@ class FeatureStore:
 
         Refs may mix versions: ``["driver_stats:conv_rate", "driver_stats@v2:conv_rate"]``. Unknown entity
         keys give nulls. As in Feast, values are returned whatever their age.
+
+        :param features: refs ``view:feature``, ``view@vN:feature``, ``view@latest:feature``, or a
+            :class:`FeatureService`.
+        :param entity_rows: one mapping of join keys per row, or a DataFrame of join-key columns.
+        :param full_feature_names: name columns ``view__feature`` (``view@vN__feature`` for pinned refs).
+        :returns: an :class:`OnlineResponse` (``.to_dict()``, ``.to_df()``), rows in the order given.
         """
         import pyarrow as pa
 
@@ -420,7 +436,14 @@ class FeatureStore:
     def get_historical_features(self, entity_df: pd.DataFrame | pa.Table, features: Sequence[str] | FeatureService,
                                 full_feature_names: bool = False) -> RetrievalJob:
         """Point-in-time correct features for every row of ``entity_df`` (join keys + ``event_timestamp``),
-        in spine order. ``@vN`` refs read that version's snapshot: its source and its schema."""
+        in spine order. ``@vN`` refs read that version's snapshot: its source and its schema.
+
+        :param entity_df: the spine, pandas or Arrow; ``event_timestamp`` must carry a time zone.
+        :param features: refs as in :meth:`get_online_features`, or a :class:`FeatureService`; two versions
+            of one view need ``full_feature_names=True`` when their feature names collide.
+        :param full_feature_names: name columns ``view__feature``.
+        :returns: a :class:`RetrievalJob` (``.to_df()``, ``.to_arrow()``).
+        """
         from feature_rollout.offline import FeatureRead, historical_features, normalize_spine
         from feature_rollout.reads import RetrievalJob, resolve
 
