@@ -283,7 +283,12 @@ class PromoteVersionOperator(FeatureRolloutOperator):
 class RollbackVersionOperator(FeatureRolloutOperator):
     """Roll a view back to its previous version (or ``to``) and hold the current one.
 
-    Emits the promotion Asset event of the view with the version now active.
+    Emits the promotion Asset event of the view with the version now active. A bad target (no previous
+    version, an unknown one) fails the task without retry.
+
+    :param view: the feature view (templated).
+    :param to: the version to go back to (``"v1"``/``1``, templated); default the one active before.
+    :param reason: recorded in the audit log and on the hold (templated).
     """
 
     template_fields: Sequence[str] = (*FeatureRolloutOperator.template_fields, "view", "to", "reason")
@@ -320,6 +325,13 @@ class ParityCheckOperator(FeatureRolloutOperator):
     :param baseline: e.g. ``"driver_stats@v1"`` or ``"prod/driver_stats"`` (templated).
     :param candidate: e.g. ``"driver_stats@v2"`` or ``"staging/driver_stats"`` (templated).
     :param spine: a Parquet path, or ``"sha256:<digest>"`` of a stored spine; default a seeded sample.
+    :param columns: the features to compare: names present on both sides, or ``{baseline: candidate}``
+        pairs for renamed ones; default every feature the two have in common.
+    :param abs_tol: absolute tolerance for numeric values.
+    :param rel_tol: relative tolerance for numeric values.
+    :param max_mismatch_ratio: share of spine rows allowed to differ for the report to pass.
+    :param sample_size: rows of the sampled spine (when no ``spine`` is given).
+    :param seed: the sample's seed; the same seed on the same data gives the same spine.
     """
 
     template_fields: Sequence[str] = (*FeatureRolloutOperator.template_fields, "baseline", "candidate", "spine",

@@ -114,6 +114,11 @@ class VersionPopulatedSensor(_GateSensor):
     :param version: the version, e.g. ``"v2"`` (templated).
     :param start: the interval start (templated; default: the data interval).
     :param end: the interval end (templated; default: the data interval).
+    :param feature_rollout_conn_id: the Airflow connection (type ``feature_rollout``).
+    :param repo_path: the feature repo (default: the connection's ``repo_path`` extra).
+    :param workspace: the workspace (default: the connection's, else the repo's project).
+    :param deferrable: check once, then wait in the triggerer (default ``[operators] default_deferrable``);
+        otherwise poke every ``poke_interval`` seconds (default 60) until ``timeout``.
     """
 
     gate = "populated"
@@ -121,7 +126,18 @@ class VersionPopulatedSensor(_GateSensor):
 
 class PromotionGateSensor(_GateSensor):
     """Wait until ``version`` is populated for ``[start, end)`` and its latest parity report against the
-    active version has passed; a failed report fails the task at once, without retry."""
+    active version has passed; a failed report fails the task at once, without retry.
+
+    :param view: the feature view (templated).
+    :param version: the version, e.g. ``"v2"`` (templated).
+    :param start: the interval start (templated; default: the data interval).
+    :param end: the interval end (templated; default: the data interval).
+    :param feature_rollout_conn_id: the Airflow connection (type ``feature_rollout``).
+    :param repo_path: the feature repo (default: the connection's ``repo_path`` extra).
+    :param workspace: the workspace (default: the connection's, else the repo's project).
+    :param deferrable: check once, then wait in the triggerer (default ``[operators] default_deferrable``);
+        otherwise poke every ``poke_interval`` seconds (default 60) until ``timeout``.
+    """
 
     gate = "promotion"
 
