@@ -14,13 +14,12 @@ from typing import Any
 from airflow.sdk import DAG, Param, task
 
 from feature_rollout.operators.feature_rollout import (
+    NAME_PARAM_PATTERN,
+    TIME_PARAM_PATTERN,
     FeatureStoreApplyOperator,
     MaterializeVersionOperator,
     ParityCheckOperator,
 )
-
-NAME = r"^[A-Za-z][A-Za-z0-9_]{0,62}$"
-TIME = r"^\d{4}-\d{2}-\d{2}(T\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:\d{2}))?$"
 
 with DAG(
     dag_id="feature_rollout_ab_check",
@@ -30,10 +29,10 @@ with DAG(
     tags=["feature-rollout"],
     doc_md=__doc__,
     params={
-        "views": Param(type="array", minItems=1, items={"type": "string", "pattern": NAME}),
-        "staging_workspace": Param("staging", type="string", pattern=NAME),
-        "start": Param(type="string", pattern=TIME),
-        "end": Param(type="string", pattern=TIME),
+        "views": Param(type="array", minItems=1, items={"type": "string", "pattern": NAME_PARAM_PATTERN}),
+        "staging_workspace": Param("staging", type="string", pattern=NAME_PARAM_PATTERN),
+        "start": Param(type="string", pattern=TIME_PARAM_PATTERN),
+        "end": Param(type="string", pattern=TIME_PARAM_PATTERN),
         "sample_size": Param(1000, type="integer", minimum=1),
         "abs_tol": Param(0.0, type="number", minimum=0),
         "rel_tol": Param(0.0, type="number", minimum=0),

@@ -11,10 +11,8 @@ from datetime import datetime
 
 from airflow.sdk import DAG, Param, task
 
+from feature_rollout.operators.feature_rollout import NAME_PARAM_PATTERN, TIME_PARAM_PATTERN
 from feature_rollout.task_groups import rollout_task_group
-
-NAME = r"^[A-Za-z][A-Za-z0-9_]{0,62}$"
-TIME = r"^\d{4}-\d{2}-\d{2}(T\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:\d{2}))?$"
 
 with DAG(
     dag_id="feature_rollout_manual",
@@ -24,10 +22,12 @@ with DAG(
     tags=["feature-rollout"],
     doc_md=__doc__,
     params={
-        "views": Param([], type="array", items={"type": "string", "pattern": NAME},
+        "views": Param([], type="array", items={"type": "string", "pattern": NAME_PARAM_PATTERN},
                        description="Views to roll out; empty: every view the apply gives a new version."),
-        "start": Param(type="string", pattern=TIME, description="Backfill start, ISO 8601 with a zone (or a date)."),
-        "end": Param(type="string", pattern=TIME, description="Backfill end, ISO 8601 with a zone (or a date)."),
+        "start": Param(type="string", pattern=TIME_PARAM_PATTERN,
+                       description="Backfill start, ISO 8601 with a zone (or a date)."),
+        "end": Param(type="string", pattern=TIME_PARAM_PATTERN,
+                     description="Backfill end, ISO 8601 with a zone (or a date)."),
         "chunk_hours": Param(24, type="number", exclusiveMinimum=0, description="Hours per mapped backfill task."),
         "promote": Param(True, type="boolean", description="False: stop after parity, leaving versions staged."),
         "spine": Param(None, type=["null", "string"], description="Parquet path or sha256:<digest>; default: sample."),

@@ -10,7 +10,11 @@ from datetime import datetime
 
 from airflow.sdk import DAG, Param
 
-from feature_rollout.operators.feature_rollout import RollbackVersionOperator
+from feature_rollout.operators.feature_rollout import (
+    NAME_PARAM_PATTERN,
+    VERSION_PARAM_PATTERN,
+    RollbackVersionOperator,
+)
 
 with DAG(
     dag_id="feature_rollout_rollback",
@@ -20,8 +24,8 @@ with DAG(
     tags=["feature-rollout"],
     doc_md=__doc__,
     params={
-        "view": Param(type="string", pattern=r"^[A-Za-z][A-Za-z0-9_]{0,62}$", description="The view to roll back."),
-        "to": Param(None, type=["null", "string"], pattern=r"^(v|version)[0-9]{1,9}$",
+        "view": Param(type="string", pattern=NAME_PARAM_PATTERN, description="The view to roll back."),
+        "to": Param(None, type=["null", "string"], pattern=VERSION_PARAM_PATTERN,
                     description="A version such as v2; default: the previous one."),
         "reason": Param("rollback", type="string", description="Recorded in the audit log."),
     },

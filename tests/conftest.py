@@ -66,12 +66,17 @@ def postgres_available() -> str | None:
     return _pg_status or None
 
 
+def skip_or_fail(reason: str) -> None:
+    """Skip for ``reason`` (a server, a program the test needs is missing), or fail under ``CI=true``."""
+    if IN_CI:
+        pytest.fail(f"{reason} (CI=true: a missing server or program is a failure, not a skip)")
+    pytest.skip(reason)
+
+
 def require_postgres() -> None:
     reason = postgres_available()
     if reason:
-        if IN_CI:
-            pytest.fail(f"{reason} (CI=true: a missing server is a failure, not a skip)")
-        pytest.skip(reason)
+        skip_or_fail(reason)
 
 
 @pytest.fixture
@@ -207,9 +212,7 @@ def redis_available() -> str | None:
 def require_redis() -> None:
     reason = redis_available()
     if reason:
-        if IN_CI:
-            pytest.fail(f"{reason} (CI=true: a missing server is a failure, not a skip)")
-        pytest.skip(reason)
+        skip_or_fail(reason)
 
 
 @pytest.fixture

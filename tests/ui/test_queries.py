@@ -3,6 +3,7 @@ the coverage picture, and a clear 503 when the registry cannot be read."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -106,7 +107,7 @@ def test_coverage_picture_shows_gaps_and_failures():
     ])
     assert svg.startswith("<svg") and svg.endswith("</svg>")
     covered = [(float(x), float(w)) for x, w in
-               __import__("re").findall(r'class="covered" x="([\d.]+)" y="\d+" width="([\d.]+)"', svg)]
+               re.findall(r'class="covered" x="([\d.]+)" y="\d+" width="([\d.]+)"', svg)]
     plot = 1000 - 70 - 10
     assert covered[0] == (70.0, float(plot))                  # v1 covers the whole axis
     assert covered[1] == (70.0, round(plot * 0.2, 1))         # v0: 0h-2h ...

@@ -17,6 +17,7 @@ from airflow.sdk import Asset, AssetAlias, BaseOperator, BaseOperatorLink
 from airflow.sdk.exceptions import AirflowFailException
 
 from feature_rollout.core.errors import FeatureRolloutError, InvalidDefinitionError
+from feature_rollout.core.refs import NAME_PATTERN
 from feature_rollout.hooks.feature_registry import DEFAULT_CONN_ID, FeatureRegistryHook
 
 if TYPE_CHECKING:
@@ -36,6 +37,14 @@ def version_asset_uri(workspace: str, view: str, version: int) -> str:
 
 def view_asset_uri(workspace: str, view: str) -> str:
     return f"feature-rollout://{workspace}/{view}"
+
+
+#: JSON-schema patterns for the ``Param``s of rollout DAGs, so that a bad name or time fails a run before
+#: anything changes: a name as :func:`feature_rollout.core.refs.validate_name` accepts it, a time as
+#: :func:`parse_time` does (a date, or a time with a zone), a version such as ``v2``.
+NAME_PARAM_PATTERN = f"^{NAME_PATTERN.pattern}$"
+TIME_PARAM_PATTERN = r"^\d{4}-\d{2}-\d{2}(T\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:\d{2}))?$"
+VERSION_PARAM_PATTERN = r"^(v|version)[0-9]{1,9}$"
 
 
 def feature_view_path(workspace: str, view: str) -> str:

@@ -9,7 +9,8 @@ run starts as ``running`` in its own committed transaction; a killed process lea
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from datetime import datetime
 from typing import Any
 
@@ -62,19 +63,23 @@ class Ledger:
                 status=FAILED, rows_read=rows_read, rows_written=rows_written, finished_at=t.utcnow(),
                 error=error[:_ERROR_LIMIT]))
 
+    @contextmanager
+    def _reading(self, conn: Connection | None) -> Iterator[Connection]:
+        """``conn`` if the caller has one open, else a read transaction of our own."""
+        if conn is not None:
+            yield conn
+            return
+        with self.registry.reading() as own:
+            yield own
+
     def runs(self, workspace: str, name: str, version: int | None = None, *, limit: int | None = None,
              conn: Connection | None = None) -> list[dict[str, Any]]:
         """Runs, newest first."""
-        m = t.materialization_runs
-        query = sa.select(m).where(m.c.workspace == workspace, m.c.name == name).order_by(m.c.id.desc())
-        if version is not None:
-            query = query.where(m.c.version_number == version)
+        query = runs_query(workspace, name, version)
         if limit is not None:
             query = query.limit(limit)
-        if conn is not None:
-            return [dict(r) for r in conn.execute(query).mappings()]
-        with self.registry.reading() as conn:
-            return [dict(r) for r in conn.execute(query).mappings()]
+        with self._reading(conn) as c:
+            return [dict(r) for r in c.execute(query).mappings()]
 
     def coverage(self, workspace: str, name: str, version: int, *,
                  conn: Connection | None = None) -> list[Interval]:
@@ -82,10 +87,8 @@ class Ledger:
         m = t.materialization_runs
         query = sa.select(m.c.start, m.c.end).where(
             m.c.workspace == workspace, m.c.name == name, m.c.version_number == version, m.c.status == SUCCEEDED)
-        if conn is not None:
-            return merge(Interval(r.start, r.end) for r in conn.execute(query))
-        with self.registry.reading() as conn:
-            return merge(Interval(r.start, r.end) for r in conn.execute(query))
+        with self._reading(conn) as c:
+            return merge(Interval(r.start, r.end) for r in c.execute(query))
 
     def watermark(self, workspace: str, name: str, version: int) -> datetime | None:
         """The end of the version's latest covered interval (where incremental materialization resumes)."""
@@ -123,13 +126,22 @@ class Ledger:
     def parity_reports(self, workspace: str, name: str, *, candidate_version: int | None = None,
                        limit: int | None = None, conn: Connection | None = None) -> list[dict[str, Any]]:
         """Stored reports whose candidate is ``name`` in ``workspace``, newest first."""
-        p = t.parity_reports
-        query = sa.select(p).where(p.c.workspace == workspace, p.c.name == name).order_by(p.c.id.desc())
-        if candidate_version is not None:
-            query = query.where(p.c.candidate_version == candidate_version)
+        query = parity_reports_query(workspace, name, candidate_version)
         if limit is not None:
             query = query.limit(limit)
-        if conn is not None:
-            return [dict(r) for r in conn.execute(query).mappings()]
-        with self.registry.reading() as conn:
-            return [dict(r) for r in conn.execute(query).mappings()]
+        with self._reading(conn) as c:
+            return [dict(r) for r in c.execute(query).mappings()]
+
+
+def runs_query(workspace: str, name: str, version: int | None = None) -> sa.Select[Any]:
+    """A view's ledger rows (of one version, if given), newest first."""
+    m = t.materialization_runs
+    query = sa.select(m).where(m.c.workspace == workspace, m.c.name == name).order_by(m.c.id.desc())
+    return query if version is None else query.where(m.c.version_number == version)
+
+
+def parity_reports_query(workspace: str, name: str, candidate_version: int | None = None) -> sa.Select[Any]:
+    """The stored parity reports whose candidate is ``name`` (of one version, if given), newest first."""
+    p = t.parity_reports
+    query = sa.select(p).where(p.c.workspace == workspace, p.c.name == name).order_by(p.c.id.desc())
+    return query if candidate_version is None else query.where(p.c.candidate_version == candidate_version)

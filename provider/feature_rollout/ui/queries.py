@@ -21,7 +21,7 @@ from feature_rollout.core.plan import version_diff
 from feature_rollout.core.state import Hold
 from feature_rollout.parity import ParityReport
 from feature_rollout.registry import tables as t
-from feature_rollout.registry.ledger import FAILED, SUCCEEDED
+from feature_rollout.registry.ledger import FAILED, SUCCEEDED, parity_reports_query, runs_query
 from feature_rollout.registry.registry import stored_plan
 
 MAX_PER_PAGE = 200
@@ -336,19 +336,15 @@ def timeline(conn: Connection, workspace: str, name: str, *, page: int = 1,
 def _runs(conn: Connection, workspace: str, name: str, page: int,
           per_page: int) -> tuple[list[dict[str, Any]], Page]:
     m = t.materialization_runs
-    where = (m.c.workspace == workspace, m.c.name == name)
-    pager = Page.of(page, per_page, _count(conn, m, *where))
-    rows = conn.execute(sa.select(m).where(*where).order_by(m.c.id.desc()).offset(pager.offset)
-                        .limit(pager.per_page)).mappings()
+    pager = Page.of(page, per_page, _count(conn, m, m.c.workspace == workspace, m.c.name == name))
+    rows = conn.execute(runs_query(workspace, name).offset(pager.offset).limit(pager.per_page)).mappings()
     return [_run(r) for r in rows], pager
 
 
 def parity_reports(conn: Connection, workspace: str, name: str, *, limit: int = 10,
                    worst: int = 5) -> list[dict[str, Any]]:
     """The newest reports with their per-column mismatch counts and ``worst`` worst examples."""
-    r = t.parity_reports
-    rows = conn.execute(sa.select(r).where(r.c.workspace == workspace, r.c.name == name)
-                        .order_by(r.c.id.desc()).limit(limit)).mappings()
+    rows = conn.execute(parity_reports_query(workspace, name).limit(limit)).mappings()
     result = []
     for row in rows:
         report = ParityReport.from_row(dict(row))
